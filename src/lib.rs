@@ -1,0 +1,7 @@
+//! sessions: a Seneca TCP sessions service backed by Redis, or by an embedded store.
+//!
+//! Layers point one way: `server` (accept, limits) → `connection` (bytes ↔ lines) →
+//! `protocol` (Seneca messages, no I/O) → `commands` (arguments, semantics) → `store`.
+
+pub mod model;
+pub mod store;
