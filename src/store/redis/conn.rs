@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
+use redis::{
+    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisError, ServerErrorKind,
+    Value,
+};
 use tokio::time::Instant;
 
 use super::scripts::Lua;
@@ -61,8 +64,15 @@ impl Redis {
                 "the Redis store must be created inside a Tokio runtime".into(),
             ));
         }
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Internal(format!("invalid Redis URL: {e}")))?;
+        let invalid = |e: RedisError| StoreError::Internal(format!("invalid Redis URL: {e}"));
+        let info = url.into_connection_info().map_err(invalid)?;
+        // RESP3 lets a connection learn that Redis went away while it is idle and
+        // reconnect at once, instead of failing the next request sent on it.
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             // Requests are bounded by their own deadline in `send`.
@@ -86,9 +96,15 @@ impl Redis {
         Instant::now() + self.timeout
     }
 
-    /// One command.
-    pub async fn cmd(&self, cmd: &Cmd, deadline: Instant, retry: Retry) -> StoreResult<Value> {
-        match self.send(Request::One(cmd), deadline, retry).await {
+    /// One command; `what` names it for logs (and metrics).
+    pub async fn cmd(
+        &self,
+        what: &'static str,
+        cmd: &Cmd,
+        deadline: Instant,
+        retry: Retry,
+    ) -> StoreResult<Value> {
+        match self.send(what, Request::One(cmd), deadline, retry).await {
             Ok(Reply::One(v)) => Ok(v),
             Ok(Reply::Many(_)) => Err(StoreError::Internal("one reply expected".into())),
             Err(e) => Err(store_error(&e)),
@@ -98,6 +114,7 @@ impl Redis {
     /// Several commands in one round trip; one reply per command, in order.
     pub async fn pipe(
         &self,
+        what: &'static str,
         pipe: &Pipeline,
         deadline: Instant,
         retry: Retry,
@@ -105,7 +122,7 @@ impl Redis {
         if pipe.is_empty() {
             return Ok(Vec::new());
         }
-        match self.send(Request::Many(pipe), deadline, retry).await {
+        match self.send(what, Request::Many(pipe), deadline, retry).await {
             Ok(Reply::Many(v)) => Ok(v),
             Ok(Reply::One(_)) => Err(StoreError::Internal("several replies expected".into())),
             Err(e) => Err(store_error(&e)),
@@ -117,7 +134,7 @@ impl Redis {
     /// it again: the script did not run, so that is safe.
     pub async fn script(&self, lua: &Lua, evalsha: &Cmd, deadline: Instant) -> StoreResult<Value> {
         match self
-            .send(Request::One(evalsha), deadline, Retry::Never)
+            .send(lua.name(), Request::One(evalsha), deadline, Retry::Never)
             .await
         {
             Ok(Reply::One(v)) => return Ok(v),
@@ -129,20 +146,24 @@ impl Redis {
             script = lua.name(),
             "script not cached in Redis, loading it"
         );
-        self.cmd(&lua.load(), deadline, Retry::Idempotent).await?;
-        self.cmd(evalsha, deadline, Retry::Never).await
+        self.cmd("script load", &lua.load(), deadline, Retry::Idempotent)
+            .await?;
+        self.cmd(lua.name(), evalsha, deadline, Retry::Never).await
     }
 
-    /// The chokepoint: every Redis round trip of the store goes through here.
+    /// The chokepoint: every Redis round trip of the store goes through here. `what`
+    /// names the call (a command, a script, a listing step) for logs and metrics.
     async fn send(
         &self,
+        what: &'static str,
         req: Request<'_>,
         deadline: Instant,
         retry: Retry,
     ) -> Result<Reply, RedisError> {
+        // A resend goes to the same connection: it is the one reconnecting.
+        let mut conn = self.pick();
         let mut resent = false;
         loop {
-            let mut conn = self.pick();
             let call = async {
                 match req {
                     Request::One(cmd) => conn.send_packed_command(cmd).await.map(Reply::One),
@@ -153,20 +174,23 @@ impl Redis {
                 }
             };
             let result = match tokio::time::timeout_at(deadline, call).await {
-                Ok(r) => r,
+                Ok(r) => r.and_then(server_errors),
                 Err(_) => Err(RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "no answer from Redis within the store timeout",
                 ))),
             };
             match result {
-                Ok(reply) => return server_errors(reply),
+                Ok(reply) => return Ok(reply),
                 // The connection broke before or while sending: the manager is already
                 // reconnecting; a read can wait for that within its deadline.
                 Err(e) if retry == Retry::Idempotent && !resent && e.is_connection_dropped() => {
                     resent = true;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(call = what, error = %e, "Redis call failed");
+                    return Err(e);
+                }
             }
         }
     }

@@ -145,7 +145,9 @@ async fn by_rank(
         if q.total {
             p.cmd("ZCOUNT").arg(key).arg(&bounds.min).arg(&bounds.max);
         }
-        let r = redis.pipe(&p, deadline, Retry::Idempotent).await?;
+        let r = redis
+            .pipe("list window start", &p, deadline, Retry::Idempotent)
+            .await?;
         start = codec::count(reply(&r, 0)?)?;
         if q.total {
             total = Some(codec::count(reply(&r, 1)?)?);
@@ -166,7 +168,9 @@ async fn by_rank(
     if count_here {
         p.cmd("ZCOUNT").arg(key).arg(&bounds.min).arg(&bounds.max);
     }
-    let mut r = redis.pipe(&p, deadline, Retry::Idempotent).await?;
+    let mut r = redis
+        .pipe("list by rank", &p, deadline, Retry::Idempotent)
+        .await?;
     if count_here {
         total = Some(codec::count(reply(&r, r.len().wrapping_sub(1))?)?);
     }
@@ -212,7 +216,9 @@ async fn merged(
             p.cmd("ZCOUNT").arg(key).arg(&bounds.min).arg(&bounds.max);
         }
     }
-    let mut r = redis.pipe(&p, deadline, Retry::Idempotent).await?;
+    let mut r = redis
+        .pipe("list merged", &p, deadline, Retry::Idempotent)
+        .await?;
     if r.len() != sets.len() * per_set {
         return Err(StoreError::Internal("short pipeline reply".into()));
     }
@@ -259,7 +265,7 @@ async fn rows(
         asked.push(true);
     }
     let mut replies = redis
-        .pipe(&p, deadline, Retry::Idempotent)
+        .pipe("list rows", &p, deadline, Retry::Idempotent)
         .await?
         .into_iter();
     let mut out = Vec::with_capacity(entries.len());
@@ -292,7 +298,9 @@ async fn repair(
         entries = gaps.len(),
         "removing index entries whose session is gone"
     );
-    redis.pipe(&p, deadline, Retry::Idempotent).await?;
+    redis
+        .pipe("list repair", &p, deadline, Retry::Idempotent)
+        .await?;
     Ok(())
 }
 

@@ -200,7 +200,11 @@ impl Store for RedisStore {
         let deadline = self.redis.deadline();
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.keys.session(bucket, id));
-        codec::session(self.redis.cmd(&cmd, deadline, Retry::Idempotent).await?)
+        codec::session(
+            self.redis
+                .cmd("get", &cmd, deadline, Retry::Idempotent)
+                .await?,
+        )
     }
 
     async fn list(&self, q: &ListQuery) -> StoreResult<Page> {
@@ -354,7 +358,10 @@ impl Store for RedisStore {
             p.cmd("ZCARD").arg(&k.oa);
             p.cmd("ZCARD").arg(&k.oc);
         }
-        let r = self.redis.pipe(&p, deadline, Retry::Idempotent).await?;
+        let r = self
+            .redis
+            .pipe("counts", &p, deadline, Retry::Idempotent)
+            .await?;
         let mut c = Counts::default();
         for pair in r.chunks(2) {
             let [oa, oc] = pair else {
@@ -371,7 +378,7 @@ impl Store for RedisStore {
         let deadline = self.redis.deadline();
         let v = self
             .redis
-            .cmd(&redis::cmd("PING"), deadline, Retry::Idempotent)
+            .cmd("ping", &redis::cmd("PING"), deadline, Retry::Idempotent)
             .await?;
         match v {
             Value::SimpleString(_) | Value::Okay | Value::BulkString(_) => Ok(()),
