@@ -25,13 +25,13 @@
 //!
 //! # Writes
 //!
-//! One Lua script per mutating command (`lua/*.lua`, see [`scripts`]): open,
+//! One Lua script per mutating command (`lua/*.lua`, loaded by `scripts.rs`): open,
 //! store_data, update_user, close, delete, and the expire and purge batches. Each one
 //! touches only keys of one bucket. Keys known before the call (the bucket's indexes,
 //! the session hash, the user's active set at open) are passed as KEYS; keys a script
 //! can only learn from data (the user sets named after the hash's user_id, the hashes
 //! of ids found in an index) are built inside the script from the bucket base
-//! `P:{NN}:` passed as ARGV[1]. They carry the same hash tag, so they are in the slot
+//! `P:{NN}:` passed as `ARGV[1]`. They carry the same hash tag, so they are in the slot
 //! of the declared keys, which is what Redis Cluster requires; the scripts' `#!lua`
 //! shebang makes Redis 7 enforce it. Every script checks the session exists before
 //! changing it, so a write racing a delete or a sweep never recreates a hash. A
@@ -41,15 +41,18 @@
 //! # Reads
 //!
 //! get is one HGETALL (a malformed id is `None` without asking Redis). get_sessions is
-//! described in [`list`]: ids by rank from the indexes, rows by one pipelined
+//! described in `list.rs`: ids by rank from the indexes, rows by one pipelined
 //! HGETALL, index entries whose hash is gone removed on the way (lazy repair). counts
 //! is one pipelined ZCARD of every bucket's active and closed sets.
 //!
 //! # Connections
 //!
-//! See [`conn`]: a few multiplexed connections, lazily connected and reconnected,
-//! every operation bounded by the configured timeout. Needs Redis 7.0 or newer
-//! (script shebangs, `ZRANGE ... BYSCORE REV`).
+//! See `conn.rs`: a few multiplexed RESP3 connections, lazily connected and
+//! reconnected, every operation bounded by the configured timeout. Needs Redis 7.0 or
+//! newer (script shebangs, `ZRANGE ... BYSCORE REV`). The key layout and scripts are
+//! cluster-ready; the connections are not yet cluster-aware (the cross-bucket reads
+//! pipeline keys of many slots on one connection), so today the store talks to one
+//! Redis primary.
 
 mod codec;
 mod conn;
