@@ -51,6 +51,14 @@ macro_rules! label_set {
                 }
             }
 
+            /// The value with this label, if any.
+            pub fn from_label(label: &str) -> Option<$name> {
+                match label {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
             const fn index(self) -> usize {
                 self as usize
             }
@@ -78,11 +86,7 @@ impl Cmd {
     /// The command a request names; anything not one of ours is [`Cmd::Unknown`], so
     /// a client cannot create series by sending made-up command names.
     pub fn from_name(name: &str) -> Cmd {
-        Cmd::ALL
-            .iter()
-            .copied()
-            .find(|c| *c != Cmd::Unknown && c.as_str() == name)
-            .unwrap_or(Cmd::Unknown)
+        Cmd::from_label(name).unwrap_or(Cmd::Unknown)
     }
 }
 
@@ -435,6 +439,11 @@ impl Metrics {
         InFlight(self.requests_in_flight.clone())
     }
 
+    /// Moves the in-flight gauge by `delta` (for callers that count without a guard).
+    pub fn add_in_flight(&self, delta: i64) {
+        self.requests_in_flight.add(delta);
+    }
+
     /// Counts a line that could not be read as a Seneca message.
     pub fn protocol_error(&self, kind: ProtocolErrorKind) {
         self.protocol_errors[kind.index()].inc();
@@ -450,6 +459,18 @@ impl Metrics {
             open: self.connections_open.clone(),
             closed: self.connections_closed.clone(),
         }
+    }
+
+    /// Counts an accepted connection as open (for callers that count without a guard).
+    pub fn connection_accepted(&self) {
+        self.connections_accepted.inc();
+        self.connections_open.inc();
+    }
+
+    /// Counts a connection closed (pairs with [`Metrics::connection_accepted`]).
+    pub fn connection_ended(&self) {
+        self.connections_open.dec();
+        self.connections_closed.inc();
     }
 
     // --- session lifecycle ------------------------------------------------------
@@ -773,6 +794,11 @@ mod tests {
         assert_eq!(Cmd::from_name("unknown"), Cmd::Unknown);
         assert_eq!(Cmd::from_name(""), Cmd::Unknown);
         assert_eq!(Cmd::COUNT, 10);
+        assert_eq!(
+            Outcome::from_label("store_unavailable"),
+            Some(Outcome::StoreUnavailable)
+        );
+        assert_eq!(Outcome::from_label("teapot"), None);
     }
 
     #[cfg(target_os = "linux")]
