@@ -310,6 +310,20 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
     n.checked_mul(unit_ms).map(Duration::from_millis)
 }
 
+impl Config {
+    /// The sweep settings (expiry and retention) of this configuration.
+    pub fn sweep(&self) -> crate::sweeper::SweepConfig {
+        crate::sweeper::SweepConfig {
+            idle_timeout: self.idle_timeout,
+            interval: self.sweep_interval,
+            jitter: 0.2,
+            retention: self.retention,
+            batch: self.sweep_batch,
+            max_batches_per_bucket: self.sweep_max_batches,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,19 +391,5 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("x"), None);
-    }
-}
-
-impl Config {
-    /// The sweep settings (expiry and retention) of this configuration.
-    pub fn sweep(&self) -> crate::sweeper::SweepConfig {
-        crate::sweeper::SweepConfig {
-            idle_timeout: self.idle_timeout,
-            interval: self.sweep_interval,
-            jitter: 0.2,
-            retention: self.retention,
-            batch: self.sweep_batch,
-            max_batches_per_bucket: self.sweep_max_batches,
-        }
     }
 }
