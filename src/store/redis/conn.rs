@@ -1,7 +1,7 @@
 //! Redis I/O: a few multiplexed connections used round-robin, and [`Redis::send`], the
 //! single function every request to Redis goes through. That is where the deadline is
-//! enforced, Redis errors become [`StoreError`]s, and where command metrics (latency,
-//! errors) get hooked in.
+//! enforced and Redis errors become [`StoreError`]s, and the place for command metrics
+//! (latency, errors) when they are added.
 //!
 //! Connections are `redis::aio::ConnectionManager`s created lazily: building the store
 //! never waits for Redis, a dead connection is replaced in the background on the next
