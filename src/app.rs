@@ -153,9 +153,11 @@ pub async fn start_with(
     });
     let limits = ServerLimits {
         max_connections: cfg.max_connections,
+        max_memory: cfg.max_request_memory,
         conn: ConnLimits {
             max_line_bytes: cfg.max_line_bytes,
             max_in_flight: cfg.max_in_flight,
+            max_memory: cfg.max_conn_request_memory,
         },
     };
 

@@ -75,6 +75,11 @@ pub struct Config {
     pub max_connections: usize,
     /// `SESSIONS_MAX_IN_FLIGHT`: requests in progress per connection before reading pauses.
     pub max_in_flight: usize,
+    /// `SESSIONS_MAX_REQUEST_MEMORY`: memory all requests in progress and replies not
+    /// yet written may reserve together; past it connections pause reading.
+    pub max_request_memory: usize,
+    /// `SESSIONS_MAX_CONN_REQUEST_MEMORY`: the same for one connection.
+    pub max_conn_request_memory: usize,
     /// `SESSIONS_MAX_TAKE`: the largest page get_sessions returns.
     pub max_take: u64,
     /// `SESSIONS_REUSE`: open_session reuses the active session of the same
@@ -130,11 +135,17 @@ impl Config {
             key_prefix,
             redis_connections: r.number("SESSIONS_REDIS_CONNECTIONS", 4, 1, 256)?,
             request_timeout: r.duration("SESSIONS_REQUEST_TIMEOUT", Duration::from_secs(2))?,
-            max_line_bytes: r.size("SESSIONS_MAX_LINE_BYTES", 1 << 20, 1024)?,
+            max_line_bytes: r.size("SESSIONS_MAX_LINE_BYTES", 256 << 10, 1024)?,
             max_data_bytes: r.size("SESSIONS_MAX_DATA_BYTES", 64 << 10, 16)?,
             max_field_bytes: r.size("SESSIONS_MAX_FIELD_BYTES", 1024, 16)?,
-            max_connections: r.number("SESSIONS_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
+            max_connections: r.number("SESSIONS_MAX_CONNECTIONS", 512, 1, 1_000_000)?,
             max_in_flight: r.number("SESSIONS_MAX_IN_FLIGHT", 1024, 1, 1_000_000)?,
+            max_request_memory: r.size("SESSIONS_MAX_REQUEST_MEMORY", 64 << 20, 64 << 10)?,
+            max_conn_request_memory: r.size(
+                "SESSIONS_MAX_CONN_REQUEST_MEMORY",
+                16 << 20,
+                64 << 10,
+            )?,
             max_take: r.number("SESSIONS_MAX_TAKE", 100, 1, 100_000)? as u64,
             reuse: r.boolean("SESSIONS_REUSE", true)?,
             idle_timeout: r.duration("SESSIONS_IDLE_TIMEOUT", Duration::from_secs(86_400))?,

@@ -1,17 +1,21 @@
-//! One client connection: splits the byte stream into lines (bounded length),
-//! hands each request to the service as its own task so many are in flight at once,
-//! and writes replies back in completion order. Bounded per connection: at most
-//! `max_in_flight` requests are being handled or waiting to be written; past that the
-//! connection stops reading, so a client that never reads cannot grow our memory.
+//! One client connection: reads the byte stream into lines (through
+//! [`LineSplitter`], bounded length), hands each request to the service as its own
+//! task so many are in flight at once, and writes replies back in completion order.
+//! Bounded per connection: at most `max_in_flight` requests are being handled or
+//! waiting to be written, and together they hold no more memory than the connection's
+//! share of the [`Budget`]; past either the connection stops reading, so a client that
+//! never reads cannot grow our memory. Error replies to bad lines count too.
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{self, Budget, ConnBudget, Reservation};
+use crate::commands;
+use crate::lines::{Event, LineSplitter};
 use crate::model::now_ms;
 use crate::protocol::{self, BadLine, ProtocolErrorKind};
 use crate::service::Service;
@@ -21,16 +25,21 @@ use crate::service::Service;
 pub struct ConnLimits {
     pub max_line_bytes: usize,
     pub max_in_flight: usize,
+    /// This connection's share of the request memory budget.
+    pub max_memory: usize,
 }
 
-/// How much of an over-long line is kept to recognise its sender.
-const PREFIX_KEEP: usize = 4096;
+/// What a reply holds until it is written: its in-flight slot and its memory.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _memory: Reservation,
+}
 
-/// An over-long line is skipped up to its newline, but a "line" that goes on past
-/// this many multiples of the limit is abuse: the connection is closed.
-const DISCARD_FACTOR: usize = 8;
+type Outgoing = (Vec<u8>, Held);
 
-type Outgoing = (Vec<u8>, Option<OwnedSemaphorePermit>);
+/// The write buffer: small replies written together go out in one flush; larger
+/// ones bypass it.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +74,7 @@ pub async fn serve(
     stream: TcpStream,
     service: Arc<Service>,
     limits: ConnLimits,
+    budget: &Budget,
     shutdown: CancellationToken,
 ) -> CloseReason {
     let _ = stream.set_nodelay(true);
@@ -72,27 +82,25 @@ pub async fn serve(
     let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
     let broken = CancellationToken::new();
     let writer_task = tokio::spawn(write_loop(writer, rx, broken.clone()));
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut conn = Reader {
         service,
-        limits,
         tx,
-        in_flight,
-        buf: BytesMut::with_capacity(8 * 1024),
-        scanned: 0,
-        discarding: None,
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        memory: budget.connection(limits.max_memory),
     };
+    let mut lines = LineSplitter::new(limits.max_line_bytes);
 
-    let reason = loop {
-        if let Some(reason) = conn.drain_lines().await {
-            break reason;
+    let reason = 'conn: loop {
+        while let Some(event) = lines.next_event() {
+            if let Some(reason) = conn.event(event).await {
+                break 'conn reason;
+            }
         }
-        conn.buf.reserve(8 * 1024);
         tokio::select! {
             biased;
             _ = broken.cancelled() => break CloseReason::WriteError,
             _ = shutdown.cancelled() => break CloseReason::Shutdown,
-            read = reader.read_buf(&mut conn.buf) => match read {
+            read = reader.read_buf(lines.read_buf()) => match read {
                 Ok(0) => break CloseReason::ClientClosed,
                 Ok(_) => {}
                 Err(_) => break CloseReason::ReadError,
@@ -106,75 +114,56 @@ pub async fn serve(
     reason
 }
 
-struct Discard {
-    prefix: Vec<u8>,
-    seen: usize,
-}
-
 struct Reader {
     service: Arc<Service>,
-    limits: ConnLimits,
     tx: mpsc::UnboundedSender<Outgoing>,
     in_flight: Arc<Semaphore>,
-    buf: BytesMut,
-    /// How far `buf` has been searched for a newline already.
-    scanned: usize,
-    /// Set while skipping the rest of an over-long line.
-    discarding: Option<Discard>,
+    memory: ConnBudget,
 }
 
 impl Reader {
-    /// Handles every complete line in the buffer; returns a reason when the
-    /// connection must close.
-    async fn drain_lines(&mut self) -> Option<CloseReason> {
-        while let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
-            let end = self.scanned + pos;
-            let line = self.buf.split_to(end + 1);
-            self.scanned = 0;
-            if let Some(d) = self.discarding.take() {
-                self.too_long(&d.prefix);
-                continue;
+    /// Handles one event of the byte stream; returns a reason when the connection
+    /// must close.
+    async fn event(&mut self, event: Event) -> Option<CloseReason> {
+        match event {
+            Event::Line(line) => self.line(&line).await,
+            Event::TooLong(prefix) => {
+                self.too_long(&prefix).await;
+                None
             }
-            let body = &line[..end];
-            if body.len() > self.limits.max_line_bytes {
-                let keep = body.len().min(PREFIX_KEEP);
-                self.too_long(&body[..keep]);
-                continue;
-            }
-            if let Some(reason) = self.line(body).await {
-                return Some(reason);
+            Event::Endless(prefix) => {
+                self.too_long(&prefix).await;
+                Some(CloseReason::LineTooLong)
             }
         }
-        self.scanned = self.buf.len();
-        if let Some(d) = &mut self.discarding {
-            d.seen += self.buf.len();
-            self.buf.clear();
-            self.scanned = 0;
-            if d.seen > self.limits.max_line_bytes.saturating_mul(DISCARD_FACTOR) {
-                let prefix = std::mem::take(&mut d.prefix);
-                self.too_long(&prefix);
-                return Some(CloseReason::LineTooLong);
-            }
-        } else if self.buf.len() > self.limits.max_line_bytes {
-            let keep = self.buf.len().min(PREFIX_KEEP);
-            self.discarding = Some(Discard {
-                prefix: self.buf[..keep].to_vec(),
-                seen: self.buf.len(),
-            });
-            self.buf.clear();
-            self.scanned = 0;
-        }
-        None
     }
 
-    fn too_long(&self, prefix: &[u8]) {
+    async fn too_long(&self, prefix: &[u8]) {
         let bad = BadLine {
             kind: ProtocolErrorKind::LineTooLong,
             echo: protocol::identify(prefix),
         };
         if let Some(reply) = self.service.bad_line(bad, now_ms()) {
-            let _ = self.tx.send((reply, None));
+            self.send_now(reply).await;
         }
+    }
+
+    /// Queues a reply made by the reader itself, within the same bounds as the
+    /// others: a client sending bad lines and never reading must stall too.
+    async fn send_now(&self, reply: Vec<u8>) {
+        let Ok(slot) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(memory) = self.memory.reserve(reply.len()).await else {
+            return;
+        };
+        let _ = self.tx.send((
+            reply,
+            Held {
+                _slot: slot,
+                _memory: memory,
+            },
+        ));
     }
 
     async fn line(&mut self, raw: &[u8]) -> Option<CloseReason> {
@@ -188,24 +177,46 @@ impl Reader {
             Err(bad) => {
                 let unparsable = bad.kind != ProtocolErrorKind::BadEnvelope;
                 match self.service.bad_line(bad, recv) {
-                    Some(reply) => {
-                        let _ = self.tx.send((reply, None));
-                    }
+                    Some(reply) => self.send_now(reply).await,
                     None if unparsable => return Some(CloseReason::BadLine),
                     None => {}
                 }
                 return None;
             }
         };
-        // Waiting here is the backpressure: no permit, no more reading.
-        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+        // Waiting here is the backpressure: no slot or no memory, no more reading.
+        let Ok(slot) = self.in_flight.clone().acquire_owned().await else {
             return None;
+        };
+        let limits = &self.service.ctx.limits;
+        let cost = budget::request_cost(
+            line.len(),
+            commands::reply_sessions(&req.act, limits),
+            limits,
+        );
+        let (req, mut memory) = match self.memory.try_reserve(cost) {
+            Some(memory) => (req, memory),
+            None => {
+                // Do not hold the parsed request while waiting: it may be many times
+                // the line. Parse the line again once there is room.
+                drop(req);
+                let memory = self.memory.reserve(cost).await?;
+                match protocol::parse_line(line) {
+                    Ok(req) => (req, memory),
+                    Err(_) => return None,
+                }
+            }
         };
         let service = self.service.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             if let Some(reply) = service.handle(req, recv).await {
-                let _ = tx.send((reply, Some(permit)));
+                memory.shrink_to(reply.len());
+                let held = Held {
+                    _slot: slot,
+                    _memory: memory,
+                };
+                let _ = tx.send((reply, held));
             }
         });
         None
@@ -235,20 +246,20 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     broken: CancellationToken,
 ) {
-    let mut w = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some((bytes, permit)) = rx.recv().await {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    while let Some((bytes, held)) = rx.recv().await {
         if w.write_all(&bytes).await.is_err() {
             broken.cancel();
             return;
         }
-        drop(permit);
+        drop((bytes, held));
         // Batch whatever else is ready into the same flush.
-        while let Ok((bytes, permit)) = rx.try_recv() {
+        while let Ok((bytes, held)) = rx.try_recv() {
             if w.write_all(&bytes).await.is_err() {
                 broken.cancel();
                 return;
             }
-            drop(permit);
+            drop((bytes, held));
         }
         if w.flush().await.is_err() {
             broken.cancel();

@@ -7,11 +7,13 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget;
 pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod gauges;
 pub mod instrumented;
+pub mod lines;
 pub mod metrics;
 pub mod model;
 pub mod observe;

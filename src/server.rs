@@ -1,5 +1,6 @@
 //! The Seneca TCP listener: accepts connections up to the configured maximum
-//! (beyond it new clients wait in the listen backlog), serves each on its own task,
+//! (beyond it new clients wait in the listen backlog), serves each on its own task
+//! with its share of the process-wide request memory budget,
 //! and drains on shutdown: stop accepting, let connections answer what they have
 //! read, and wait for them up to the grace period.
 
@@ -11,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::Budget;
 use crate::connection::{self, ConnLimits};
 use crate::service::Service;
 
@@ -26,6 +28,8 @@ impl ConnObserver for NoConnObserver {}
 
 pub struct ServerLimits {
     pub max_connections: usize,
+    /// Memory all requests in progress and replies not yet written may hold.
+    pub max_memory: usize,
     pub conn: ConnLimits,
 }
 
@@ -40,6 +44,7 @@ pub async fn run(
     grace: Duration,
 ) -> bool {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let budget = Budget::new(limits.max_memory);
     let tracker = TaskTracker::new();
     loop {
         // Take a slot before accepting: at the limit, clients queue in the backlog
@@ -68,10 +73,11 @@ pub async fn run(
         let observer = observer.clone();
         let shutdown = shutdown.clone();
         let conn_limits = limits.conn;
+        let budget = budget.clone();
         tracker.spawn(async move {
             observer.opened();
             tracing::info!(peer = %peer, "connection opened");
-            let reason = connection::serve(stream, service, conn_limits, shutdown).await;
+            let reason = connection::serve(stream, service, conn_limits, &budget, shutdown).await;
             tracing::info!(peer = %peer, reason = reason.label(), "connection closed");
             observer.closed(reason);
             drop(permit);

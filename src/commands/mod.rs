@@ -290,6 +290,18 @@ pub async fn execute(
     }
 }
 
+/// The most sessions a reply to `act` can carry: the page size for get_sessions
+/// (its `take`, clamped), one for the commands answering with a session, none
+/// otherwise. Lets the connection reserve memory for a request before it runs.
+pub fn reply_sessions(act: &Map<String, Value>, limits: &Limits) -> usize {
+    match route(act) {
+        Ok(Cmd::GetSessions) => get_sessions::parse(&args::Args::new(act, limits))
+            .map_or(0, |q| usize::try_from(q.take).unwrap_or(usize::MAX)),
+        Ok(Cmd::CloseExpiredSessions) | Err(NotFound) => 0,
+        Ok(_) => 1,
+    }
+}
+
 /// The optional `correlation_id` argument, when it is a reasonably short string.
 pub fn correlation_id(act: &Map<String, Value>) -> Option<&str> {
     act.get("correlation_id")
