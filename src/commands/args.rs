@@ -118,9 +118,11 @@ pub(crate) fn bool_value(field: &str, v: &Value) -> R<bool> {
     }
 }
 
-/// An integer, also from a numeric string.
+/// An integer, also from a numeric string; integers beyond i64 saturate, the same
+/// whether they come as a number or as a string.
 pub(crate) fn int_value(field: &str, v: &Value) -> R<i64> {
     let bad = || CommandError::invalid(field, format!("{field} must be an integer"));
+    let from_f64 = |f: f64| (f.fract() == 0.0 && f.is_finite()).then_some(f as i64);
     match v {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
@@ -128,13 +130,16 @@ pub(crate) fn int_value(field: &str, v: &Value) -> R<i64> {
             } else if n.as_u64().is_some() {
                 Ok(i64::MAX)
             } else {
-                match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.is_finite() => Ok(f as i64),
-                    _ => Err(bad()),
-                }
+                n.as_f64().and_then(from_f64).ok_or_else(bad)
             }
         }
-        Value::String(s) => s.trim().parse::<i64>().map_err(|_| bad()),
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<i64>() {
+                Ok(i) => Ok(i),
+                Err(_) => s.parse::<f64>().ok().and_then(from_f64).ok_or_else(bad),
+            }
+        }
         _ => Err(bad()),
     }
 }
@@ -162,6 +167,19 @@ mod tests {
         assert_eq!(int_value("skip", &json!("10")), Ok(10));
         assert_eq!(int_value("skip", &json!(-3)), Ok(-3));
         assert!(int_value("skip", &json!(1.5)).is_err());
+        // Beyond i64, numbers and numeric strings alike saturate.
+        assert_eq!(int_value("skip", &json!(u64::MAX)), Ok(i64::MAX));
+        assert_eq!(
+            int_value("skip", &json!("18446744073709551615")),
+            Ok(i64::MAX)
+        );
+        assert_eq!(
+            int_value("skip", &json!("-99999999999999999999")),
+            Ok(i64::MIN)
+        );
+        assert!(int_value("skip", &json!("1.5")).is_err());
+        assert!(int_value("skip", &json!("inf")).is_err());
+        assert!(int_value("skip", &json!("NaN")).is_err());
         assert_eq!(
             date_value("from_time", &json!("1970-01-01T00:00:01.000Z")),
             Ok(1000)
