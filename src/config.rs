@@ -138,7 +138,7 @@ impl Config {
             max_line_bytes: r.size("SESSIONS_MAX_LINE_BYTES", 256 << 10, 1024)?,
             max_data_bytes: r.size("SESSIONS_MAX_DATA_BYTES", 64 << 10, 16)?,
             max_field_bytes: r.size("SESSIONS_MAX_FIELD_BYTES", 1024, 16)?,
-            max_connections: r.number("SESSIONS_MAX_CONNECTIONS", 512, 1, 1_000_000)?,
+            max_connections: r.number("SESSIONS_MAX_CONNECTIONS", 256, 1, 1_000_000)?,
             max_in_flight: r.number("SESSIONS_MAX_IN_FLIGHT", 1024, 1, 1_000_000)?,
             max_request_memory: r.size("SESSIONS_MAX_REQUEST_MEMORY", 64 << 20, 64 << 10)?,
             max_conn_request_memory: r.size(
@@ -352,6 +352,11 @@ mod tests {
         assert!(c.redis_url.is_none());
         assert_eq!(c.key_prefix, "sessions");
         assert_eq!(c.max_take, 100);
+        // Limits sized for a 256 MiB replica (SECURITY.md has the arithmetic).
+        assert_eq!(c.max_connections, 256);
+        assert_eq!(c.max_line_bytes, 256 * 1024);
+        assert_eq!(c.max_request_memory, 64 << 20);
+        assert_eq!(c.max_conn_request_memory, 16 << 20);
         assert!(c.reuse);
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.sweep_interval, Duration::from_secs(900));

@@ -107,7 +107,8 @@ fuzz_target!(|data: &[u8]| {
             panic!("a sync request is answered");
         };
         // The reply fits what the budget reserved, less the parsed request.
-        let reserved = request_cost(line.len(), sessions, &svc.ctx.limits) - PARSE_FACTOR * line.len();
+        let reserved =
+            request_cost(line.len(), sessions, &svc.ctx.limits) - PARSE_FACTOR * line.len();
         assert!(
             out.len() <= reserved,
             "reply of {} bytes over the {reserved} reserved",
@@ -132,7 +133,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if act.get("cmd").and_then(Value::as_str) == Some("open_session") {
-            last = res["id"].as_str().expect("opened session has an id").to_string();
+            last = res["id"]
+                .as_str()
+                .expect("opened session has an id")
+                .to_string();
             assert_eq!(last.len(), 32);
             assert_eq!(res["user_id"], act["user_id"]);
             // A new session holds what was sent; a reused one keeps its own.

@@ -62,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_prefix(prefix: &[u8], seg: &[u8], max_line: usize) {
-    assert!(seg.len() > max_line, "only lines over the limit are skipped");
+    assert!(
+        seg.len() > max_line,
+        "only lines over the limit are skipped"
+    );
     assert!(seg.starts_with(prefix));
     assert!(prefix.len() <= PREFIX_KEEP);
     assert!(prefix.len() >= (max_line + 1).min(PREFIX_KEEP));
