@@ -32,7 +32,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid sessions --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin sessions
 COPY --from=build /out/sessions /usr/local/bin/sessions
-COPY deploy/docker/healthcheck.sh /usr/local/bin/sessions-healthcheck
+COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/sessions-healthcheck
 ENV SESSIONS_LISTEN=0.0.0.0:8807 \
     SESSIONS_ADMIN_LISTEN=0.0.0.0:9807 \
     SESSIONS_LOG_FORMAT=json

@@ -43,7 +43,7 @@ fn dockerfile_passes_hadolint_and_keeps_its_contract() {
         "runs as a numeric non-root user (Kubernetes runAsNonRoot checks the number): {user}"
     );
     assert!(
-        text.contains("COPY deploy/docker/healthcheck.sh /usr/local/bin/sessions-healthcheck"),
+        text.contains("deploy/docker/healthcheck.sh /usr/local/bin/sessions-healthcheck\n"),
         "the health check script is in the image where compose expects it"
     );
     assert!(text.contains("HEALTHCHECK"), "a HEALTHCHECK");
