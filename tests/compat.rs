@@ -108,6 +108,8 @@ impl Service {
             .env("SESSIONS_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .env_remove("REDIS_URL")
             .env_remove("SESSIONS_KEY_PREFIX")
+            // The log goes to a file that is shown on failure: plain text reads best.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log file"))
             .stderr(log_file);
