@@ -653,6 +653,34 @@ const sections = [
     },
   ],
   [
+    'large values',
+    async (si) => {
+      // 32 KiB of mixed ASCII and multi-byte text: under the default data limit.
+      const chunk = 'abcdefghij-ÄÖÜ-日本-😀-'
+      const big = { blob: chunk.repeat(Math.ceil(32768 / Buffer.byteLength(chunk))), list: [] }
+      for (let i = 0; i < 200; i++) big.list.push({ i, s: 'item ' + i })
+      const s = ok(
+        'open_session with 32 KiB of data',
+        await act(si, Object.assign({}, P, { cmd: 'open_session', user_id: tag + '-big', data: big })),
+      )
+      if (s) check('32 KiB data round-trips exactly', same(s.data, big), 'data differs')
+      // 600 KB: over any data limit the service allows, still a line it reads whole.
+      const huge = { blob: 'x'.repeat(600 * 1000) }
+      const target = s ? s.id : '00' + '0'.repeat(30)
+      checkAppError(
+        'store_session_data with 600 KB of data',
+        await act(si, Object.assign({}, P, { cmd: 'store_session_data', session_id: target, data: huge })),
+        'DATA_TOO_LARGE',
+        413,
+        'store_session_data',
+      )
+      if (s) {
+        const g = ok('get after the refused write', await act(si, Object.assign({}, P, { cmd: 'get_session_by_id', session_id: s.id })))
+        if (g) check('refused large write changed nothing, connection still serves', same(g.data, big), 'data differs')
+      }
+    },
+  ],
+  [
     'close_expired_sessions',
     async (si) => {
       const r = await act(si, Object.assign({}, P, { cmd: 'close_expired_sessions' }))
