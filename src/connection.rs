@@ -39,6 +39,9 @@ pub enum CloseReason {
     ReadError,
     WriteError,
     LineTooLong,
+    /// A line that was not JSON, from a sender that could not be recognised: there
+    /// is nobody to answer and no telling what the stream holds next.
+    BadLine,
     Shutdown,
 }
 
@@ -49,6 +52,7 @@ impl CloseReason {
             CloseReason::ReadError => "read_error",
             CloseReason::WriteError => "write_error",
             CloseReason::LineTooLong => "line_too_long",
+            CloseReason::BadLine => "bad_line",
             CloseReason::Shutdown => "shutdown",
         }
     }
@@ -137,7 +141,9 @@ impl Reader {
                 self.too_long(&body[..keep]);
                 continue;
             }
-            self.line(body).await;
+            if let Some(reason) = self.line(body).await {
+                return Some(reason);
+            }
         }
         self.scanned = self.buf.len();
         if let Some(d) = &mut self.discarding {
@@ -171,24 +177,29 @@ impl Reader {
         }
     }
 
-    async fn line(&mut self, raw: &[u8]) {
+    async fn line(&mut self, raw: &[u8]) -> Option<CloseReason> {
         let line = trim(raw);
         if line.is_empty() {
-            return;
+            return None;
         }
         let recv = now_ms();
         let req = match protocol::parse_line(line) {
             Ok(req) => req,
             Err(bad) => {
-                if let Some(reply) = self.service.bad_line(bad, recv) {
-                    let _ = self.tx.send((reply, None));
+                let unparsable = bad.kind != ProtocolErrorKind::BadEnvelope;
+                match self.service.bad_line(bad, recv) {
+                    Some(reply) => {
+                        let _ = self.tx.send((reply, None));
+                    }
+                    None if unparsable => return Some(CloseReason::BadLine),
+                    None => {}
                 }
-                return;
+                return None;
             }
         };
         // Waiting here is the backpressure: no permit, no more reading.
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-            return;
+            return None;
         };
         let service = self.service.clone();
         let tx = self.tx.clone();
@@ -197,6 +208,7 @@ impl Reader {
                 let _ = tx.send((reply, Some(permit)));
             }
         });
+        None
     }
 }
 

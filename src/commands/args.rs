@@ -105,8 +105,8 @@ pub(crate) fn bool_value(field: &str, v: &Value) -> R<bool> {
     match v {
         Value::Bool(b) => Ok(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(x) if x == 1.0 => Ok(true),
-            Some(x) if x == 0.0 => Ok(false),
+            Some(1.0) => Ok(true),
+            Some(0.0) => Ok(false),
             _ => Err(bad()),
         },
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
