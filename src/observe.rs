@@ -1,6 +1,6 @@
-//! Connects the server's observer hooks (`service::Observer`, `server::ConnObserver`,
-//! `commands::Events`) to [`Metrics`], so the request path reports into the metric
-//! handles without knowing about Prometheus.
+//! Connects the server's observer hooks (`service::Observer` and
+//! `server::ConnObserver`) to [`Metrics`], so the request path reports into the
+//! metric handles without knowing about Prometheus.
 
 use std::sync::Arc;
 
@@ -73,32 +73,9 @@ impl ConnObserver for MetricsObserver {
     }
 }
 
-impl commands::Events for MetricsObserver {
-    fn opened(&self, reused: bool) {
-        self.0.session_opened(reused);
-    }
-
-    fn closed(&self) {
-        self.0.session_closed();
-    }
-
-    fn expired(&self, n: u64) {
-        self.0.sessions_expired(n);
-    }
-
-    fn purged(&self, n: u64) {
-        self.0.sessions_purged(n);
-    }
-
-    fn deleted(&self) {
-        self.0.session_deleted();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::Events;
 
     fn value(m: &Metrics, series: &str) -> u64 {
         m.render()
@@ -142,11 +119,6 @@ mod tests {
         assert_eq!(value(&m, "sessions_connections_open"), 1);
         Observer::in_flight(&o, -1);
         ConnObserver::closed(&o, CloseReason::ClientClosed);
-        Events::opened(&o, true);
-        Events::closed(&o);
-        Events::expired(&o, 4);
-        Events::purged(&o, 2);
-        Events::deleted(&o);
 
         assert_eq!(
             value(
@@ -176,10 +148,5 @@ mod tests {
         assert_eq!(value(&m, "sessions_requests_in_flight"), 0);
         assert_eq!(value(&m, "sessions_connections_open"), 0);
         assert_eq!(value(&m, "sessions_connections_closed_total"), 1);
-        assert_eq!(value(&m, "sessions_sessions_reused_total"), 1);
-        assert_eq!(value(&m, "sessions_sessions_closed_total"), 1);
-        assert_eq!(value(&m, "sessions_sessions_expired_total"), 4);
-        assert_eq!(value(&m, "sessions_sessions_purged_total"), 2);
-        assert_eq!(value(&m, "sessions_sessions_deleted_total"), 1);
     }
 }
