@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/sessions /out/sessions
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
-# ca-certificates for rediss:// endpoints; nothing else is installed.
+# CA certificates for TLS connections; nothing else is installed.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \

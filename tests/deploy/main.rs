@@ -22,14 +22,17 @@ mod tools;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::redis_server::RedisServer;
 use common::seneca::Client;
 use serde_json::json;
 use sessions::app::App;
 
-/// Service replicas running in-process on loopback port 0, each with its own
-/// embedded store, on a runtime of their own so the test thread may block.
+/// Service replicas running in-process on loopback port 0, sharing one throwaway
+/// redis-server as production replicas share Redis, on a runtime of their own so the
+/// test thread may block.
 pub struct Replicas {
     pub apps: Vec<App>,
+    pub redis: RedisServer,
     rt: tokio::runtime::Runtime,
 }
 
@@ -42,16 +45,21 @@ impl Replicas {
             .enable_all()
             .build()
             .expect("runtime");
+        let redis = RedisServer::start();
+        let url = redis.url();
+        let prefix = common::unique_prefix("deploy");
         let apps = rt.block_on(async {
             let mut apps = Vec::new();
             for _ in 0..n {
-                let app = common::spawn_app(&[]).await;
+                let app =
+                    common::spawn_app(&[("REDIS_URL", &url), ("SESSIONS_KEY_PREFIX", &prefix)])
+                        .await;
                 traffic(app.seneca_addr).await;
                 apps.push(app);
             }
             apps
         });
-        let replicas = Replicas { apps, rt };
+        let replicas = Replicas { apps, redis, rt };
         for app in &replicas.apps {
             let ready = tools::poll(Duration::from_secs(10), || {
                 (tools::http_get(app.admin_addr, "/ready")?.0 == 200).then_some(())

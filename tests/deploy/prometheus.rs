@@ -2,7 +2,7 @@
 //! only exported metrics, and a real Prometheus started with the repository's
 //! configuration (targets pointed at in-process replicas) scrapes them, evaluates
 //! every rule without error, answers the dashboards' queries with data, and raises
-//! SessionsReplicaDown for a replica that stops.
+//! SessionsReplicaDown for a replica that stops and the store alerts when Redis dies.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -240,20 +240,46 @@ fn prometheus_scrapes_replicas_with_the_repository_config() {
         tools::http_get(stopped.parse().expect("addr"), "/live").is_none(),
         "admin port closed"
     );
-    let alert = tools::poll(Duration::from_secs(30), || {
-        let alerts = api(addr, "/api/v1/alerts");
-        alerts["alerts"]
-            .as_array()?
-            .iter()
-            .find(|a| a["labels"]["alertname"] == "SessionsReplicaDown")
-            .cloned()
-    });
-    let alert = alert.unwrap_or_else(|| {
-        panic!(
-            "SessionsReplicaDown not raised for a stopped replica\n{}",
-            prom.log()
-        )
-    });
-    assert_eq!(alert["labels"]["instance"], stopped.as_str(), "{alert}");
-    assert_eq!(alert["state"], "pending", "{alert}");
+    let mut pending = |wanted: &[&str]| {
+        tools::poll(Duration::from_secs(30), || {
+            let alerts = api(addr, "/api/v1/alerts")["alerts"].as_array()?.clone();
+            let got: Vec<(String, String)> = alerts
+                .iter()
+                .map(|a| {
+                    let label = |k: &str| a["labels"][k].as_str().unwrap_or_default().to_string();
+                    (label("alertname"), label("instance"))
+                })
+                .collect();
+            wanted
+                .iter()
+                .all(|w| got.iter().any(|(name, _)| name == w))
+                .then_some((alerts, got))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "alerts {wanted:?} not raised: {}\n{}",
+                api(addr, "/api/v1/alerts"),
+                prom.log()
+            )
+        })
+    };
+    let (alerts, _) = pending(&["SessionsReplicaDown"]);
+    let down: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == "SessionsReplicaDown")
+        .collect();
+    assert_eq!(down.len(), 1, "only the stopped replica: {down:?}");
+    assert_eq!(down[0]["labels"]["instance"], stopped.as_str());
+    // Pending: the rule's `for` is minutes.
+    assert_eq!(down[0]["state"], "pending");
+
+    // Redis dies: every replica reports its store down, and no replica can serve.
+    replicas.redis.kill();
+    let (_, got) = pending(&["SessionsStoreDown", "SessionsUnavailable"]);
+    let store_down: Vec<&String> = got
+        .iter()
+        .filter(|(name, _)| name == "SessionsStoreDown")
+        .map(|(_, instance)| instance)
+        .collect();
+    assert_eq!(store_down.len(), 2, "both running replicas: {got:?}");
 }
