@@ -1,7 +1,16 @@
 //! sessions: a Seneca TCP sessions service backed by Redis, or by an embedded store.
 //!
-//! Layers point one way: `server` (accept, limits) → `connection` (bytes ↔ lines) →
-//! `protocol` (Seneca messages, no I/O) → `commands` (arguments, semantics) → `store`.
+//! Layers point one way: `server` (accept, limits, drain) → `connection` (bytes ↔
+//! lines, concurrency per connection) → `service` (one request to one reply) →
+//! `protocol` (Seneca messages and errors, no I/O) and `commands` (arguments,
+//! semantics) → `store` (the Store trait, Redis and embedded backends).
 
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod connection;
 pub mod model;
+pub mod protocol;
+pub mod server;
+pub mod service;
 pub mod store;

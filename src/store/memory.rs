@@ -2,6 +2,8 @@
 //! same semantics as the Redis store. For a single replica (trying it out, development).
 
 use std::collections::{BTreeSet, HashMap};
+use std::iter::Peekable;
+use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
@@ -170,7 +172,8 @@ impl Store for MemoryStore {
                 && q.from.is_none_or(|f| s.open_time >= f)
                 && q.to.is_none_or(|t| s.open_time < t)
         };
-        // Pick the smallest index that covers the query, then filter.
+        // Pick the smallest index that covers the query, walk it newest first within
+        // the time bounds, and filter what the index does not cover.
         let empty = BTreeSet::new();
         let (active_set, closed_set) = match q.user_id.as_deref() {
             Some(u) => match inner.by_user.get(u) {
@@ -179,14 +182,13 @@ impl Store for MemoryStore {
             },
             None => (&inner.open_active, &inner.open_closed),
         };
-        let mut candidates: Vec<&Entry> = Vec::new();
-        if q.active != Some(false) {
-            candidates.extend(active_set.iter());
-        }
-        if q.active != Some(true) {
-            candidates.extend(closed_set.iter());
-        }
-        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let lo = Bound::Included((q.from.unwrap_or(Millis::MIN), String::new()));
+        let hi =
+            q.to.map_or(Bound::Unbounded, |t| Bound::Excluded((t, String::new())));
+        let candidates = MergeDesc::new(
+            window(active_set, q.active != Some(false), &lo, &hi),
+            window(closed_set, q.active != Some(true), &lo, &hi),
+        );
         let mut total = 0u64;
         let mut data = Vec::new();
         for (_, id) in candidates {
@@ -331,5 +333,49 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+/// The entries of `set` within the bounds, newest first (nothing when not `wanted`).
+fn window<'s>(
+    set: &'s BTreeSet<Entry>,
+    wanted: bool,
+    lo: &Bound<Entry>,
+    hi: &Bound<Entry>,
+) -> impl Iterator<Item = &'s Entry> {
+    wanted
+        .then(|| set.range((lo.clone(), hi.clone())).rev())
+        .into_iter()
+        .flatten()
+}
+
+/// Merges two iterators that each yield entries in descending order into one
+/// descending sequence.
+struct MergeDesc<'a, A: Iterator<Item = &'a Entry>, B: Iterator<Item = &'a Entry>> {
+    a: Peekable<A>,
+    b: Peekable<B>,
+}
+
+impl<'a, A: Iterator<Item = &'a Entry>, B: Iterator<Item = &'a Entry>> MergeDesc<'a, A, B> {
+    fn new(a: A, b: B) -> Self {
+        MergeDesc {
+            a: a.peekable(),
+            b: b.peekable(),
+        }
+    }
+}
+
+impl<'a, A: Iterator<Item = &'a Entry>, B: Iterator<Item = &'a Entry>> Iterator
+    for MergeDesc<'a, A, B>
+{
+    type Item = &'a Entry;
+
+    fn next(&mut self) -> Option<&'a Entry> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if x >= y => self.a.next(),
+            (Some(_), Some(_)) => self.b.next(),
+            (Some(_), None) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
     }
 }

@@ -144,3 +144,71 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap liveness check of the backing store.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 }
+
+/// The store the service runs on, chosen at start from the configuration.
+pub enum AnyStore {
+    Memory(memory::MemoryStore),
+}
+
+macro_rules! each_store {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Memory($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn get(&self, id: &str) -> StoreResult<Option<Session>> {
+        each_store!(self, s => s.get(id).await)
+    }
+    async fn list(&self, q: &ListQuery) -> StoreResult<Page> {
+        each_store!(self, s => s.list(q).await)
+    }
+    async fn open(&self, req: OpenRequest) -> StoreResult<Opened> {
+        each_store!(self, s => s.open(req).await)
+    }
+    async fn store_data(
+        &self,
+        id: &str,
+        data: Option<JsonText>,
+        now: Millis,
+    ) -> StoreResult<Option<Session>> {
+        each_store!(self, s => s.store_data(id, data, now).await)
+    }
+    async fn update_user(
+        &self,
+        id: &str,
+        user: Option<JsonText>,
+        now: Millis,
+    ) -> StoreResult<Option<Session>> {
+        each_store!(self, s => s.update_user(id, user, now).await)
+    }
+    async fn close(&self, id: &str, now: Millis) -> StoreResult<Option<Session>> {
+        each_store!(self, s => s.close(id, now).await)
+    }
+    async fn delete(&self, id: &str) -> StoreResult<Option<Session>> {
+        each_store!(self, s => s.delete(id).await)
+    }
+    fn buckets(&self) -> u16 {
+        each_store!(self, s => s.buckets())
+    }
+    async fn expire_bucket(
+        &self,
+        bucket: u16,
+        cutoff: Millis,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        each_store!(self, s => s.expire_bucket(bucket, cutoff, now, limit).await)
+    }
+    async fn purge_bucket(&self, bucket: u16, cutoff: Millis, limit: usize) -> StoreResult<u64> {
+        each_store!(self, s => s.purge_bucket(bucket, cutoff, limit).await)
+    }
+    async fn counts(&self) -> StoreResult<Counts> {
+        each_store!(self, s => s.counts().await)
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        each_store!(self, s => s.ping().await)
+    }
+}

@@ -1,10 +1,14 @@
 //! Helpers shared by the integration tests: real `redis-server` processes on free
-//! ports, and free-port lookup.
+//! ports, a raw Seneca client, and the service started in-process on free ports.
 #![allow(dead_code)]
 
 pub mod redis_server;
+pub mod seneca;
 
+use std::collections::HashMap;
 use std::net::TcpListener;
+
+use sessions::config::Config;
 
 /// A TCP port nobody listens on right now (bound once on 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
@@ -17,4 +21,22 @@ pub fn free_port() -> u16 {
 /// A key prefix no other test uses, so tests can share one Redis.
 pub fn unique_prefix(name: &str) -> String {
     format!("t-{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Configuration for a test service on loopback port 0, with `overrides` applied.
+pub fn config(overrides: &[(&str, &str)]) -> Config {
+    let mut map: HashMap<String, String> = HashMap::new();
+    map.insert("SESSIONS_LISTEN".into(), "127.0.0.1:0".into());
+    map.insert("SESSIONS_ADMIN_LISTEN".into(), "127.0.0.1:0".into());
+    for (k, v) in overrides {
+        map.insert(k.to_string(), v.to_string());
+    }
+    Config::from_source(&map).expect("valid test configuration")
+}
+
+/// Starts the whole service in-process.
+pub async fn spawn_app(overrides: &[(&str, &str)]) -> sessions::app::App {
+    sessions::app::start(config(overrides))
+        .await
+        .expect("service starts")
 }

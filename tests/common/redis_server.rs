@@ -22,7 +22,8 @@ impl RedisServer {
 
     /// Starts a redis-server with extra command-line settings (e.g. `--appendonly yes`).
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("sessions-redis-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("sessions-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("create redis dir");
         let mut s = RedisServer {
             port: super::free_port(),

@@ -1,0 +1,15 @@
+//! delete_session and delete_session_by_id (the name existing clients use): removes
+//! the session and every index entry for it; returns what was deleted, or null.
+
+use super::args::Args;
+use super::{CommandError, Context, Output};
+use crate::store::Store;
+
+pub(super) async fn run(ctx: &Context, args: &Args<'_>) -> Result<Output, CommandError> {
+    let id = args.required_str("session_id")?;
+    let deleted = ctx.call_on(&id, ctx.store.delete(&id)).await?;
+    if deleted.is_some() {
+        ctx.events.deleted();
+    }
+    Ok(deleted.into())
+}

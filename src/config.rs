@@ -1,0 +1,381 @@
+//! Settings: every knob the service reads from its environment, with defaults,
+//! parsing and validation. An invalid value stops the start with a message naming
+//! the variable. Read through [`Source`] so tests can pass a map.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where settings come from: the process environment, or a map in tests.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+impl Source for HashMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).map(|s| s.to_string())
+    }
+}
+
+/// A setting that could not be used, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.variable, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SESSIONS_LISTEN`: the Seneca TCP listener.
+    pub listen: SocketAddr,
+    /// `SESSIONS_ADMIN_LISTEN`: the admin HTTP listener (/metrics, /live, /ready).
+    pub admin_listen: SocketAddr,
+    /// `REDIS_URL`: unset means the embedded in-process store.
+    pub redis_url: Option<String>,
+    /// `SESSIONS_KEY_PREFIX`: prefix of every Redis key.
+    pub key_prefix: String,
+    /// `SESSIONS_REDIS_CONNECTIONS`: multiplexed Redis connections per replica.
+    pub redis_connections: usize,
+    /// `SESSIONS_REQUEST_TIMEOUT`: bound on one request's store work.
+    pub request_timeout: Duration,
+    /// `SESSIONS_MAX_LINE_BYTES`: longest request line accepted.
+    pub max_line_bytes: usize,
+    /// `SESSIONS_MAX_DATA_BYTES`: largest `data` or `user` (compact JSON bytes).
+    pub max_data_bytes: usize,
+    /// `SESSIONS_MAX_FIELD_BYTES`: longest user_id, user_name, address, client, id.
+    pub max_field_bytes: usize,
+    /// `SESSIONS_MAX_CONNECTIONS`: concurrent client connections; more wait in the backlog.
+    pub max_connections: usize,
+    /// `SESSIONS_MAX_IN_FLIGHT`: requests in progress per connection before reading pauses.
+    pub max_in_flight: usize,
+    /// `SESSIONS_MAX_TAKE`: the largest page get_sessions returns.
+    pub max_take: u64,
+    /// `SESSIONS_REUSE`: open_session reuses the active session of the same
+    /// user, address and client.
+    pub reuse: bool,
+    /// `SESSIONS_IDLE_TIMEOUT`: an active session idle longer is closed by the sweep.
+    pub idle_timeout: Duration,
+    /// `SESSIONS_SWEEP_INTERVAL`: how often each replica sweeps (with jitter).
+    pub sweep_interval: Duration,
+    /// `SESSIONS_RETENTION`: how long closed sessions stay; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// `SESSIONS_SWEEP_BATCH`: sessions per sweep script call.
+    pub sweep_batch: usize,
+    /// `SESSIONS_SHUTDOWN_GRACE`: how long in-flight requests may finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// `SESSIONS_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// `SESSIONS_LOG`: tracing filter directive.
+    pub log_filter: String,
+}
+
+impl Config {
+    /// Reads every setting from `src`, applying defaults and validating.
+    pub fn from_source(src: &dyn Source) -> Result<Config, ConfigError> {
+        let r = Reader { src };
+        let key_prefix = r.string("SESSIONS_KEY_PREFIX", "sessions");
+        if key_prefix.is_empty() || key_prefix.contains(['{', '}']) || key_prefix.len() > 128 {
+            return Err(ConfigError {
+                variable: "SESSIONS_KEY_PREFIX",
+                message: "must be 1 to 128 characters without '{' or '}'".into(),
+            });
+        }
+        let redis_url = r.src.get("REDIS_URL").filter(|s| !s.trim().is_empty());
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                return Err(ConfigError {
+                    variable: "REDIS_URL",
+                    message: "must start with redis://, rediss:// or unix://".into(),
+                });
+            }
+        }
+        let retention = r.duration("SESSIONS_RETENTION", Duration::from_secs(30 * 86_400))?;
+        let cfg = Config {
+            listen: r.addr("SESSIONS_LISTEN", "0.0.0.0:8807")?,
+            admin_listen: r.addr("SESSIONS_ADMIN_LISTEN", "0.0.0.0:9807")?,
+            redis_url,
+            key_prefix,
+            redis_connections: r.number("SESSIONS_REDIS_CONNECTIONS", 4, 1, 256)?,
+            request_timeout: r.duration("SESSIONS_REQUEST_TIMEOUT", Duration::from_secs(2))?,
+            max_line_bytes: r.size("SESSIONS_MAX_LINE_BYTES", 1 << 20, 1024)?,
+            max_data_bytes: r.size("SESSIONS_MAX_DATA_BYTES", 64 << 10, 16)?,
+            max_field_bytes: r.size("SESSIONS_MAX_FIELD_BYTES", 1024, 16)?,
+            max_connections: r.number("SESSIONS_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
+            max_in_flight: r.number("SESSIONS_MAX_IN_FLIGHT", 1024, 1, 1_000_000)?,
+            max_take: r.number("SESSIONS_MAX_TAKE", 100, 1, 100_000)? as u64,
+            reuse: r.boolean("SESSIONS_REUSE", true)?,
+            idle_timeout: r.duration("SESSIONS_IDLE_TIMEOUT", Duration::from_secs(86_400))?,
+            sweep_interval: r.duration("SESSIONS_SWEEP_INTERVAL", Duration::from_secs(900))?,
+            retention: (!retention.is_zero()).then_some(retention),
+            sweep_batch: r.number("SESSIONS_SWEEP_BATCH", 500, 1, 100_000)?,
+            shutdown_grace: r.duration("SESSIONS_SHUTDOWN_GRACE", Duration::from_secs(20))?,
+            log_format: match r.string("SESSIONS_LOG_FORMAT", "text").as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError {
+                        variable: "SESSIONS_LOG_FORMAT",
+                        message: format!("{other:?} is not text or json"),
+                    })
+                }
+            },
+            log_filter: r.string("SESSIONS_LOG", "info"),
+        };
+        for (variable, d) in [
+            ("SESSIONS_REQUEST_TIMEOUT", cfg.request_timeout),
+            ("SESSIONS_IDLE_TIMEOUT", cfg.idle_timeout),
+            ("SESSIONS_SWEEP_INTERVAL", cfg.sweep_interval),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError {
+                    variable,
+                    message: "must be greater than zero".into(),
+                });
+            }
+        }
+        if cfg.max_line_bytes <= cfg.max_data_bytes * 2 {
+            return Err(ConfigError {
+                variable: "SESSIONS_MAX_LINE_BYTES",
+                message: "must be more than twice SESSIONS_MAX_DATA_BYTES so a request with data \
+                          at the limit fits on a line"
+                    .into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_source(&Env)
+    }
+}
+
+struct Reader<'a> {
+    src: &'a dyn Source,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        self.src
+            .get(name)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_string())
+    }
+
+    fn addr(&self, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let v = self.string(name, default);
+        v.parse().map_err(|_| ConfigError {
+            variable: name,
+            message: format!("{v:?} is not an address like 0.0.0.0:8807"),
+        })
+    }
+
+    fn number(
+        &self,
+        name: &'static str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(default);
+        };
+        match v.parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError {
+                variable: name,
+                message: format!("{v:?} is not a whole number from {min} to {max}"),
+            }),
+        }
+    }
+
+    fn size(&self, name: &'static str, default: usize, min: usize) -> Result<usize, ConfigError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(default);
+        };
+        let bad = || ConfigError {
+            variable: name,
+            message: format!(
+                "{v:?} is not a size in bytes of at least {min} (e.g. 65536, 64KiB, 1MiB)"
+            ),
+        };
+        let (digits, mult) = split_unit(
+            &v,
+            &[
+                ("KiB", 1 << 10),
+                ("MiB", 1 << 20),
+                ("GiB", 1 << 30),
+                ("B", 1),
+            ],
+        );
+        let n = digits.parse::<usize>().map_err(|_| bad())?;
+        let n = n.checked_mul(mult).ok_or_else(bad)?;
+        if n < min {
+            return Err(bad());
+        }
+        Ok(n)
+    }
+
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(default);
+        };
+        parse_duration(&v).ok_or_else(|| ConfigError {
+            variable: name,
+            message: format!("{v:?} is not a duration (e.g. 500ms, 30s, 15m, 24h, 30d; a bare number is seconds)"),
+        })
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(default);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError {
+                variable: name,
+                message: format!("{v:?} is not true or false"),
+            }),
+        }
+    }
+}
+
+fn split_unit<'a>(v: &'a str, units: &[(&str, usize)]) -> (&'a str, usize) {
+    for (suffix, mult) in units {
+        if let Some(d) = v.strip_suffix(suffix) {
+            return (d.trim(), *mult);
+        }
+    }
+    (v, 1)
+}
+
+/// Parses `500ms`, `30s`, `15m`, `24h`, `30d`, or a bare number of seconds.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (digits, unit_ms): (&str, u64) = if let Some(d) = v.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = v.strip_suffix('s') {
+        (d, 1000)
+    } else if let Some(d) = v.strip_suffix('m') {
+        (d, 60_000)
+    } else if let Some(d) = v.strip_suffix('h') {
+        (d, 3_600_000)
+    } else if let Some(d) = v.strip_suffix('d') {
+        (d, 86_400_000)
+    } else {
+        (v, 1000)
+    };
+    let n: u64 = digits.trim().parse().ok()?;
+    n.checked_mul(unit_ms).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        Config::from_source(&map)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8807");
+        assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9807");
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.key_prefix, "sessions");
+        assert_eq!(c.max_take, 100);
+        assert!(c.reuse);
+        assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
+        assert_eq!(c.sweep_interval, Duration::from_secs(900));
+        assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn parses_values() {
+        let c = cfg(&[
+            ("SESSIONS_LISTEN", "127.0.0.1:1"),
+            ("REDIS_URL", "redis://:secret@localhost:6379/0"),
+            ("SESSIONS_IDLE_TIMEOUT", "30m"),
+            ("SESSIONS_RETENTION", "0"),
+            ("SESSIONS_MAX_DATA_BYTES", "1KiB"),
+            ("SESSIONS_REUSE", "no"),
+            ("SESSIONS_LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.retention, None);
+        assert_eq!(c.max_data_bytes, 1024);
+        assert!(!c.reuse);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, val) in [
+            ("SESSIONS_LISTEN", "nope"),
+            ("SESSIONS_MAX_TAKE", "0"),
+            ("SESSIONS_IDLE_TIMEOUT", "soon"),
+            ("SESSIONS_KEY_PREFIX", "a{b}"),
+            ("REDIS_URL", "http://x"),
+            ("SESSIONS_REUSE", "maybe"),
+            ("SESSIONS_LOG_FORMAT", "xml"),
+            ("SESSIONS_MAX_LINE_BYTES", "2048"),
+        ] {
+            let err = cfg(&[(var, val)]).unwrap_err();
+            assert_eq!(err.variable, var, "{err}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("x"), None);
+    }
+}
