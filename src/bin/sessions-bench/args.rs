@@ -83,6 +83,11 @@ pub struct Args {
     #[arg(long)]
     pub json: Option<PathBuf>,
 
+    /// Print the first N request and reply lines of the first connection on stderr
+    /// (warm-up included), to see what goes over the wire.
+    #[arg(long, default_value_t = 0)]
+    pub show: u32,
+
     /// No progress lines on stderr.
     #[arg(short = 'q', long)]
     pub quiet: bool,

@@ -37,6 +37,8 @@ pub struct Shared {
     pub tickets: Option<AtomicU64>,
     /// Set on Ctrl-C: stop sending, finish what is in flight.
     pub stop: AtomicBool,
+    /// Print this many request and reply lines of the first connection on stderr.
+    pub show: u32,
     pub progress: Progress,
 }
 
@@ -190,6 +192,9 @@ struct Conn {
     rbuf: Vec<u8>,
     stats: ConnStats,
     sending: bool,
+    /// Request and reply lines still to print (`--show`).
+    show_requests: u32,
+    show_replies: u32,
 }
 
 impl Conn {
@@ -198,6 +203,8 @@ impl Conn {
         let writer = RequestWriter::new(&make_origin(&mut rng));
         let salt = rng.below(ID_SPACE);
         Conn {
+            show_requests: if spec.index == 0 { shared.show } else { 0 },
+            show_replies: if spec.index == 0 { shared.show } else { 0 },
             shared,
             spec,
             rng,
@@ -292,6 +299,7 @@ impl Conn {
             let scenario = &self.shared.scenario;
             let cmd = scenario.mix.pick(&mut self.rng);
             let seq = self.inflight.next_seq();
+            let line_start = self.wbuf.len();
             let mid = (self.salt + seq) % ID_SPACE;
             let cid = self.rng.next_u64();
             self.writer
@@ -305,6 +313,10 @@ impl Conn {
                 seq,
             );
             self.writer.end(&mut self.wbuf, mid, cid);
+            if self.show_requests > 0 {
+                self.show_requests -= 1;
+                eprint!("> {}", String::from_utf8_lossy(&self.wbuf[line_start..]));
+            }
             self.inflight.push(Pending {
                 cmd,
                 sent: now,
@@ -355,6 +367,10 @@ impl Conn {
     fn on_line(&mut self, line: &[u8], now: Instant) {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
+        }
+        if self.show_replies > 0 {
+            self.show_replies -= 1;
+            eprintln!("< {}", String::from_utf8_lossy(line));
         }
         let reply = match parse_reply(line, self.writer.origin()) {
             Ok(r) => r,
@@ -497,6 +513,7 @@ mod tests {
             send_end: None,
             tickets: Some(AtomicU64::new(2)),
             stop: AtomicBool::new(false),
+            show: 0,
             progress: Progress::default(),
         };
         assert_eq!(shared.decide(t), Decision::Warmup);

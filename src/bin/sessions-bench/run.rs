@@ -87,6 +87,7 @@ pub async fn run(args: &Args, mix: Mix) -> Result<Outcome, SetupError> {
         send_end,
         tickets,
         stop: AtomicBool::new(false),
+        show: args.show,
         progress: Progress::default(),
     });
 

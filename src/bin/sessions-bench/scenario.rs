@@ -226,9 +226,13 @@ impl Scenario {
         }
     }
 
-    /// Whether the chosen commands need pooled sessions.
+    /// Whether the chosen commands need pooled sessions (get_sessions lists the
+    /// pooled users' sessions, so it needs them too).
     pub fn needs_pool(mix: &Mix, distinct_users: bool) -> bool {
-        mix.uses(Cmd::Get) || mix.uses(Cmd::Store) || (mix.uses(Cmd::Open) && !distinct_users)
+        mix.uses(Cmd::Get)
+            || mix.uses(Cmd::Store)
+            || mix.uses(Cmd::List)
+            || (mix.uses(Cmd::Open) && !distinct_users)
     }
 
     /// Appends the arguments of one `cmd` request (each starting with a comma).
