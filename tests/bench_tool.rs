@@ -317,6 +317,7 @@ async fn get_counts_errors_by_code_and_timeouts() {
     assert!(get["latency_us"]["p50"].as_u64().unwrap() >= 1);
     assert!(get["req_per_s"].as_f64().unwrap() > 0.0);
     assert!(r["commands"]["open"].is_null(), "setup is not measured");
+    assert!(r["client_cpu_s"].as_f64().unwrap() > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

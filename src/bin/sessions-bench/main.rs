@@ -7,6 +7,7 @@
 
 mod args;
 mod conn;
+mod cpu;
 mod report;
 mod run;
 mod scenario;
@@ -55,7 +56,11 @@ fn main() -> ExitCode {
         }
     };
     let summary = report::summarize(&outcome.stats, outcome.elapsed);
-    let json = summary.to_json(run::config_json(&args, &mix, outcome.pool_sessions));
+    let mut json = summary.to_json(run::config_json(&args, &mix, outcome.pool_sessions));
+    if let Some((cpu, wall)) = outcome.client_cpu {
+        json["client_cpu_s"] = round3(cpu.as_secs_f64()).into();
+        json["client_wall_s"] = round3(wall.as_secs_f64()).into();
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&json).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
@@ -67,7 +72,17 @@ fn main() -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&json).unwrap_or_default()
         ),
-        Format::Text => print!("{}", summary.to_text(&title(&args, &mix))),
+        Format::Text => {
+            print!("{}", summary.to_text(&title(&args, &mix)));
+            if let Some((cpu, wall)) = outcome.client_cpu {
+                println!(
+                    "bench cpu {:.2}s over {:.2}s ({:.0}% of one core)",
+                    cpu.as_secs_f64(),
+                    wall.as_secs_f64(),
+                    100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+                );
+            }
+        }
     }
     if summary.total.errors.total() > 0 && args.format == Format::Json {
         eprintln!(
@@ -76,6 +91,10 @@ fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 fn title(args: &Args, mix: &scenario::Mix) -> String {

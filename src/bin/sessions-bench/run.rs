@@ -19,6 +19,8 @@ pub struct Outcome {
     /// From the start of measuring to the last measured reply.
     pub elapsed: Duration,
     pub pool_sessions: usize,
+    /// CPU the bench used from the first request to the end, with that wall time.
+    pub client_cpu: Option<(Duration, Duration)>,
 }
 
 pub async fn run(args: &Args, mix: Mix) -> Result<Outcome, SetupError> {
@@ -73,6 +75,7 @@ pub async fn run(args: &Args, mix: Mix) -> Result<Outcome, SetupError> {
         streams.push((i, addr, s));
     }
 
+    let cpu_before = crate::cpu::process_cpu();
     let start = Instant::now();
     let measure_start = start + args.warmup;
     let (send_end, tickets) = match args.limit() {
@@ -117,6 +120,9 @@ pub async fn run(args: &Args, mix: Mix) -> Result<Outcome, SetupError> {
         p.abort();
     }
     on_ctrl_c.abort();
+    let client_cpu = cpu_before
+        .zip(crate::cpu::process_cpu())
+        .map(|(b, a)| (a.saturating_sub(b), start.elapsed()));
     let end = stats
         .last_reply
         .filter(|&t| t > measure_start)
@@ -125,6 +131,7 @@ pub async fn run(args: &Args, mix: Mix) -> Result<Outcome, SetupError> {
         elapsed: end.saturating_duration_since(measure_start),
         stats,
         pool_sessions: pool_size as usize,
+        client_cpu,
     })
 }
 

@@ -376,6 +376,15 @@ mod tests {
     }
 
     #[test]
+    fn pool_is_opened_when_a_command_names_pooled_sessions_or_users() {
+        assert!(Scenario::needs_pool(&Mix::single(Cmd::Get), true));
+        assert!(Scenario::needs_pool(&Mix::single(Cmd::Store), true));
+        assert!(Scenario::needs_pool(&Mix::single(Cmd::List), true));
+        assert!(Scenario::needs_pool(&Mix::single(Cmd::Open), false));
+        assert!(!Scenario::needs_pool(&Mix::single(Cmd::Open), true));
+    }
+
+    #[test]
     fn pooled_sessions_have_distinct_addresses() {
         let specs = pool_specs("x", 300, 7);
         let mut opens: Vec<_> = specs.iter().map(|s| s.open_args.clone()).collect();
