@@ -1,21 +1,30 @@
-//! Assembles the service from its configuration: the store, the command context,
-//! the listener; and runs it until shutdown. Used by `main` and by tests, which
-//! start a whole service on free ports in-process.
+//! Assembles the service from its configuration — the store, metrics, the command
+//! context, the Seneca listener, the admin HTTP port, the sweeper and the gauges —
+//! and runs it until shutdown. Used by `main` and by tests, which start a whole
+//! service on free ports in-process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{Context, Limits, NoEvents, Sweep};
+use crate::admin::{self, Health};
+use crate::commands::{Context, Limits};
 use crate::config::Config;
 use crate::connection::ConnLimits;
-use crate::server::{self, NoConnObserver, ServerLimits};
-use crate::service::{NoObserver, Service};
+use crate::metrics::Metrics;
+use crate::observe::MetricsObserver;
+use crate::server::{self, ServerLimits};
+use crate::service::Service;
 use crate::store::memory::MemoryStore;
 use crate::store::AnyStore;
+use crate::{gauges, sweeper};
+
+/// How often readiness checks the store.
+const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,36 +36,48 @@ pub enum StartError {
     },
     #[error("cannot use the store: {0}")]
     Store(String),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
 }
 
 /// A running service.
 pub struct App {
     /// Where the Seneca listener really is (port 0 resolved).
     pub seneca_addr: SocketAddr,
+    /// Where the admin HTTP listener really is.
+    pub admin_addr: SocketAddr,
     pub store: Arc<AnyStore>,
+    pub metrics: Arc<Metrics>,
+    pub health: Health,
     shutdown: CancellationToken,
     server: JoinHandle<bool>,
+    background: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl App {
-    /// Starts shutting down: stop accepting, drain connections.
+    /// Starts shutting down: report not ready, stop accepting, drain connections.
     pub fn shutdown(&self) {
+        self.health.set_draining();
         self.shutdown.cancel();
     }
 
-    /// A token that, once cancelled, shuts the service down.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Waits until the service has stopped; true when every connection drained in time.
+    /// Waits until the service has stopped; true when every connection drained in
+    /// time. The admin port answers (not ready) until the drain is over.
     pub async fn wait(self) -> bool {
-        self.server.await.unwrap_or(false)
+        let drained = self.server.await.unwrap_or(false);
+        self.health.set_listening(false);
+        self.background.cancel();
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        drained
     }
 }
 
 /// Builds the store the configuration asks for.
-pub fn build_store(cfg: &Config) -> Result<AnyStore, StartError> {
+pub fn build_store(cfg: &Config, _metrics: &Arc<Metrics>) -> Result<AnyStore, StartError> {
     match &cfg.redis_url {
         None => {
             tracing::warn!(
@@ -73,22 +94,34 @@ pub fn build_store(cfg: &Config) -> Result<AnyStore, StartError> {
 
 /// Starts the service on the configured addresses.
 pub async fn start(cfg: Config) -> Result<App, StartError> {
-    let store = Arc::new(build_store(&cfg)?);
-    start_with_store(cfg, store).await
+    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
+    let store = Arc::new(build_store(&cfg, &metrics)?);
+    start_with(cfg, store, metrics).await
 }
 
-/// Starts the service on a store built by the caller.
-pub async fn start_with_store(cfg: Config, store: Arc<AnyStore>) -> Result<App, StartError> {
-    let listener = TcpListener::bind(cfg.listen)
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let seneca_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Starts the service on a store and metrics built by the caller.
+pub async fn start_with(
+    cfg: Config,
+    store: Arc<AnyStore>,
+    metrics: Arc<Metrics>,
+) -> Result<App, StartError> {
+    let (listener, seneca_addr) = bind(cfg.listen).await?;
+    let (admin_listener, admin_addr) = bind(cfg.admin_listen).await?;
+    let health = Health::new();
+    let shutdown = CancellationToken::new();
+    let background = CancellationToken::new();
+    let observer = Arc::new(MetricsObserver(metrics.clone()));
+
     let ctx = Context {
         store: store.clone(),
         limits: Limits {
@@ -97,21 +130,16 @@ pub async fn start_with_store(cfg: Config, store: Arc<AnyStore>) -> Result<App, 
             max_take: cfg.max_take,
         },
         reuse: cfg.reuse,
-        sweep: Sweep {
-            idle_timeout: cfg.idle_timeout,
-            retention: cfg.retention,
-            batch: cfg.sweep_batch,
-        },
+        sweep: cfg.sweep(),
         request_timeout: cfg.request_timeout,
-        events: Arc::new(NoEvents),
+        metrics: metrics.clone(),
     };
     let service = Arc::new(Service {
         ctx,
         accept: Service::instance_id(),
         max_line_bytes: cfg.max_line_bytes,
-        observer: Arc::new(NoObserver),
+        observer: observer.clone(),
     });
-    let shutdown = CancellationToken::new();
     let limits = ServerLimits {
         max_connections: cfg.max_connections,
         conn: ConnLimits {
@@ -119,19 +147,56 @@ pub async fn start_with_store(cfg: Config, store: Arc<AnyStore>) -> Result<App, 
             max_in_flight: cfg.max_in_flight,
         },
     };
-    tracing::info!(addr = %seneca_addr, "listening for Seneca clients");
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn({
+        let (health, metrics, stop) = (health.clone(), metrics.clone(), background.clone());
+        async move {
+            if let Err(e) =
+                admin::serve(admin_listener, health, metrics, stop.cancelled_owned()).await
+            {
+                tracing::error!(error = %e, "admin server failed");
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(admin::watch_store(
+        store.clone(),
+        health.clone(),
+        metrics.clone(),
+        STORE_CHECK_INTERVAL,
+    )));
+    tasks.push(tokio::spawn(gauges::refresh_counts(
+        store.clone(),
+        metrics.clone(),
+        gauges::DEFAULT_INTERVAL,
+        background.clone().cancelled_owned(),
+    )));
+    tasks.push(tokio::spawn(sweeper::run(
+        store.clone(),
+        cfg.sweep(),
+        metrics.clone(),
+        shutdown.clone().cancelled_owned(),
+    )));
+
+    tracing::info!(addr = %seneca_addr, admin = %admin_addr, "listening for Seneca clients");
+    health.set_listening(true);
     let server = tokio::spawn(server::run(
         listener,
         service,
         limits,
-        Arc::new(NoConnObserver),
+        observer,
         shutdown.clone(),
         cfg.shutdown_grace,
     ));
     Ok(App {
         seneca_addr,
+        admin_addr,
         store,
+        metrics,
+        health,
         shutdown,
         server,
+        background,
+        tasks,
     })
 }

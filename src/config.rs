@@ -7,6 +7,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::telemetry::LogFormat;
+
 /// Where settings come from: the process environment, or a map in tests.
 pub trait Source {
     fn get(&self, name: &str) -> Option<String>;
@@ -48,13 +50,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// Every setting of the service.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -93,6 +88,8 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// `SESSIONS_SWEEP_BATCH`: sessions per sweep script call.
     pub sweep_batch: usize,
+    /// `SESSIONS_SWEEP_MAX_BATCHES`: sweep script calls per bucket in one run.
+    pub sweep_max_batches: usize,
     /// `SESSIONS_SHUTDOWN_GRACE`: how long in-flight requests may finish at shutdown.
     pub shutdown_grace: Duration,
     /// `SESSIONS_LOG_FORMAT`: `text` or `json`.
@@ -144,19 +141,22 @@ impl Config {
             sweep_interval: r.duration("SESSIONS_SWEEP_INTERVAL", Duration::from_secs(900))?,
             retention: (!retention.is_zero()).then_some(retention),
             sweep_batch: r.number("SESSIONS_SWEEP_BATCH", 500, 1, 100_000)?,
+            sweep_max_batches: r.number("SESSIONS_SWEEP_MAX_BATCHES", 20, 1, 100_000)?,
             shutdown_grace: r.duration("SESSIONS_SHUTDOWN_GRACE", Duration::from_secs(20))?,
-            log_format: match r.string("SESSIONS_LOG_FORMAT", "text").as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => {
-                    return Err(ConfigError {
-                        variable: "SESSIONS_LOG_FORMAT",
-                        message: format!("{other:?} is not text or json"),
-                    })
-                }
-            },
+            log_format: r.string("SESSIONS_LOG_FORMAT", "text").parse().map_err(
+                |e: crate::telemetry::TelemetryError| ConfigError {
+                    variable: "SESSIONS_LOG_FORMAT",
+                    message: e.to_string(),
+                },
+            )?,
             log_filter: r.string("SESSIONS_LOG", "info"),
         };
+        if let Err(e) = crate::telemetry::filter(Some(&cfg.log_filter)) {
+            return Err(ConfigError {
+                variable: "SESSIONS_LOG",
+                message: e.to_string(),
+            });
+        }
         for (variable, d) in [
             ("SESSIONS_REQUEST_TIMEOUT", cfg.request_timeout),
             ("SESSIONS_IDLE_TIMEOUT", cfg.idle_timeout),
@@ -308,6 +308,20 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
     };
     let n: u64 = digits.trim().parse().ok()?;
     n.checked_mul(unit_ms).map(Duration::from_millis)
+}
+
+impl Config {
+    /// The sweep settings (expiry and retention) of this configuration.
+    pub fn sweep(&self) -> crate::sweeper::SweepConfig {
+        crate::sweeper::SweepConfig {
+            idle_timeout: self.idle_timeout,
+            interval: self.sweep_interval,
+            jitter: 0.2,
+            retention: self.retention,
+            batch: self.sweep_batch,
+            max_batches_per_bucket: self.sweep_max_batches,
+        }
+    }
 }
 
 #[cfg(test)]

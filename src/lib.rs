@@ -5,12 +5,21 @@
 //! `protocol` (Seneca messages and errors, no I/O) and `commands` (arguments,
 //! semantics) → `store` (the Store trait, Redis and embedded backends).
 
+pub mod admin;
 pub mod app;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod gauges;
+pub mod instrumented;
+pub mod metrics;
 pub mod model;
+pub mod observe;
 pub mod protocol;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod sweeper;
+pub mod telemetry;
+#[cfg(test)]
+mod testing;

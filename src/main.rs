@@ -12,12 +12,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cfg.log_filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(e) = sessions::telemetry::init(cfg.log_format, Some(&cfg.log_filter)) {
+        eprintln!("sessions: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +38,7 @@ async fn run(cfg: Config) -> ExitCode {
         }
     };
     wait_for_signal().await;
-    tracing::info!("shutting down: draining connections");
+    tracing::info!("signal received: not ready, draining connections");
     app.shutdown();
     if app.wait().await {
         tracing::info!("stopped");

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use sessions::commands::{self, Cmd, CommandError, Context, Limits, NoEvents, Sweep};
+use sessions::commands::{self, Cmd, CommandError, Context, Limits};
+use sessions::metrics::Metrics;
 use sessions::store::AnyStore;
+use sessions::sweeper::SweepConfig;
 
 /// A store under test, plus whatever keeps it alive (a redis-server).
 pub struct Fixture {
@@ -18,17 +20,18 @@ pub struct Fixture {
     _guard: Option<Box<dyn std::any::Any>>,
 }
 
-pub fn settings() -> (Limits, Sweep) {
+pub fn settings() -> (Limits, SweepConfig) {
     (
         Limits {
             max_data_bytes: 1024,
             max_field_bytes: 256,
             max_take: 50,
         },
-        Sweep {
+        SweepConfig {
             idle_timeout: Duration::from_secs(3600),
             retention: Some(Duration::from_secs(86_400)),
             batch: 7,
+            ..SweepConfig::default()
         },
     )
 }
@@ -51,7 +54,7 @@ impl T {
             reuse: true,
             sweep,
             request_timeout: Duration::from_secs(5),
-            events: Arc::new(NoEvents),
+            metrics: Arc::new(Metrics::new().expect("metrics")),
         };
         tweak(&mut ctx);
         T {

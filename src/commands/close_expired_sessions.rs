@@ -1,36 +1,29 @@
 //! close_expired_sessions: runs one expiry and retention sweep now; returns null.
+//! The sweep is the same one every replica runs on its interval (bounded work per
+//! bucket); each of its store calls is bounded by the store's own timeout.
 
 use super::{CommandError, Context, Output};
 use crate::model::now_ms;
-use crate::store::Store;
+use crate::store::StoreError;
+use crate::sweeper;
 
 pub(super) async fn run(ctx: &Context) -> Result<Output, CommandError> {
-    let now = now_ms();
-    let idle = ctx.sweep.idle_timeout.as_millis() as i64;
-    let batch = ctx.sweep.batch;
-    let store = &ctx.store;
-    for bucket in 0..store.buckets() {
-        loop {
-            let n = ctx
-                .call(store.expire_bucket(bucket, now - idle, now, batch))
-                .await?;
-            ctx.events.expired(n);
-            if (n as usize) < batch {
-                break;
-            }
+    match sweeper::sweep_once(ctx.store.as_ref(), &ctx.sweep, now_ms(), &ctx.metrics).await {
+        Ok(report) => {
+            tracing::info!(
+                expired = report.expired,
+                purged = report.purged,
+                "sweep run by close_expired_sessions"
+            );
+            Ok(Output::Null)
         }
-        if let Some(retention) = ctx.sweep.retention {
-            let keep = retention.as_millis() as i64;
-            loop {
-                let n = ctx
-                    .call(store.purge_bucket(bucket, now - keep, batch))
-                    .await?;
-                ctx.events.purged(n);
-                if (n as usize) < batch {
-                    break;
-                }
-            }
+        Err(StoreError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "sweep failed: store unavailable");
+            Err(CommandError::StoreUnavailable)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sweep failed");
+            Err(CommandError::Internal)
         }
     }
-    Ok(Output::Null)
 }

@@ -12,7 +12,7 @@ pub(super) async fn run(ctx: &Context, args: &Args<'_>) -> Result<Output, Comman
     let closed = ctx.call_on(&id, ctx.store.close(&id, now)).await?;
     // Count only the close this call made, not a repeat on a closed session.
     if closed.as_ref().is_some_and(|s| s.close_time == Some(now)) {
-        ctx.events.closed();
+        ctx.metrics.session_closed();
     }
     Ok(closed.into())
 }

@@ -9,7 +9,7 @@ pub(super) async fn run(ctx: &Context, args: &Args<'_>) -> Result<Output, Comman
     let id = args.required_str("session_id")?;
     let deleted = ctx.call_on(&id, ctx.store.delete(&id)).await?;
     if deleted.is_some() {
-        ctx.events.deleted();
+        ctx.metrics.session_deleted();
     }
     Ok(deleted.into())
 }

@@ -18,8 +18,10 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Map, Value};
 
+use crate::metrics::Metrics;
 use crate::model::Session;
 use crate::store::{AnyStore, Page, StoreError};
+use crate::sweeper::SweepConfig;
 
 pub use args::Limits;
 
@@ -215,35 +217,16 @@ impl Serialize for Output {
     }
 }
 
-/// Session lifecycle events, for the metrics counters.
-pub trait Events: Send + Sync {
-    fn opened(&self, _reused: bool) {}
-    fn closed(&self) {}
-    fn expired(&self, _n: u64) {}
-    fn purged(&self, _n: u64) {}
-    fn deleted(&self) {}
-}
-
-/// Events nobody listens to.
-pub struct NoEvents;
-impl Events for NoEvents {}
-
-/// Expiry and retention settings used by close_expired_sessions.
-#[derive(Debug, Clone)]
-pub struct Sweep {
-    pub idle_timeout: Duration,
-    pub retention: Option<Duration>,
-    pub batch: usize,
-}
-
 /// What every command needs: the store and the limits.
 pub struct Context {
     pub store: Arc<AnyStore>,
     pub limits: Limits,
     pub reuse: bool,
-    pub sweep: Sweep,
+    /// Expiry and retention, for close_expired_sessions.
+    pub sweep: SweepConfig,
     pub request_timeout: Duration,
-    pub events: Arc<dyn Events>,
+    /// Session lifecycle counters (opened, reused, closed, deleted, expired, purged).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {

@@ -18,6 +18,6 @@ pub(super) async fn run(ctx: &Context, args: &Args<'_>) -> Result<Output, Comman
         now: now_ms(),
     };
     let opened = ctx.call(ctx.store.open(req)).await?;
-    ctx.events.opened(opened.reused);
+    ctx.metrics.session_opened(opened.reused);
     Ok(Output::Session(opened.session))
 }

@@ -2,8 +2,10 @@
 //! ports, a raw Seneca client, and the service started in-process on free ports.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod redis_server;
 pub mod seneca;
+pub mod sweep_suite;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -1,0 +1,203 @@
+//! Logging setup (tracing-subscriber: readable text by default, JSON lines for log
+//! collectors) and the masking that keeps secrets in URLs out of the logs.
+
+use std::str::FromStr;
+
+use tracing_subscriber::EnvFilter;
+
+/// The filter used when neither a directive nor `RUST_LOG` is given.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// How log lines are written (to stdout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = TelemetryError;
+
+    /// `text` or `json`, any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(TelemetryError::BadFormat(s.to_owned())),
+        }
+    }
+}
+
+/// What can go wrong setting up logging.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("log format must be \"text\" or \"json\", got {0:?}")]
+    BadFormat(String),
+    #[error("invalid log filter {directive:?}: {reason}")]
+    BadFilter { directive: String, reason: String },
+    #[error("logging was already set up: {0}")]
+    AlreadySet(String),
+}
+
+/// The filter from `directive` (e.g. `info,sessions=debug`), else from `RUST_LOG`,
+/// else [`DEFAULT_FILTER`]. An explicit directive that does not parse is an error,
+/// so a typo in configuration is reported at start instead of silently ignored.
+pub fn filter(directive: Option<&str>) -> Result<EnvFilter, TelemetryError> {
+    match directive.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => EnvFilter::try_new(d).map_err(|e| TelemetryError::BadFilter {
+            directive: d.to_owned(),
+            reason: e.to_string(),
+        }),
+        None => Ok(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+        ),
+    }
+}
+
+/// Installs the global subscriber. Call once, early in `main`.
+pub fn init(format: LogFormat, directive: Option<&str>) -> Result<(), TelemetryError> {
+    let filter = filter(directive)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let res = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    res.map_err(|e| TelemetryError::AlreadySet(e.to_string()))
+}
+
+/// `url` with any password replaced by `***`, for logging connection settings:
+/// `redis://:pw@host` and `redis://user:pw@host` in the authority, and the `pass` /
+/// `password` query parameters redis uses for unix-socket URLs. Something that is not
+/// a URL is returned as is; a user name is kept (it is not a secret).
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let (head, rest) = url.split_at(scheme_end + 3);
+    // The last '@' ends the user info: a raw '@' or '/' inside a password then stays
+    // inside the masked part instead of leaking.
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = rest.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:***{host}"),
+                None => rest.to_owned(),
+            }
+        }
+        None => rest.to_owned(),
+    };
+    format!("{head}{}", mask_query(&rest))
+}
+
+/// Masks the values of `pass` and `password` query parameters.
+fn mask_query(s: &str) -> String {
+    let Some((before, query)) = s.split_once('?') else {
+        return s.to_owned();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _))
+                if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
+            {
+                format!("{k}=***")
+            }
+            _ => p.to_owned(),
+        })
+        .collect();
+    let mut out = format!("{before}?{}", params.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords_in_the_authority() {
+        assert_eq!(
+            mask_url("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            mask_url("redis://alice:s3cret@127.0.0.1:6379"),
+            "redis://alice:***@127.0.0.1:6379"
+        );
+        assert_eq!(mask_url("rediss://u:p@h"), "rediss://u:***@h");
+        // A raw '@', ':' or '/' inside the password must not leak any part of it.
+        assert_eq!(
+            mask_url("redis://u:p@ss:w/rd@host/1"),
+            "redis://u:***@host/1"
+        );
+    }
+
+    #[test]
+    fn masks_passwords_in_the_query() {
+        assert_eq!(
+            mask_url("redis+unix:///run/redis.sock?db=2&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=2&pass=***"
+        );
+        assert_eq!(
+            mask_url("unix:///run/redis.sock?password=x&db=1#f"),
+            "unix:///run/redis.sock?password=***&db=1#f"
+        );
+    }
+
+    #[test]
+    fn leaves_urls_without_secrets_alone() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://127.0.0.1:6379/3?protocol=resp3",
+            "redis://alice@host:6379",
+            "not a url",
+            "",
+        ] {
+            assert_eq!(mask_url(url), url);
+        }
+    }
+
+    #[test]
+    fn log_format_parses() {
+        assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
+        assert_eq!(" Text ".parse::<LogFormat>().unwrap(), LogFormat::Text);
+        assert!(matches!(
+            "yaml".parse::<LogFormat>(),
+            Err(TelemetryError::BadFormat(_))
+        ));
+    }
+
+    #[test]
+    fn bad_filter_directive_is_an_error() {
+        assert!(filter(Some("info,sessions=debug")).is_ok());
+        assert!(filter(None).is_ok());
+        let err = filter(Some("sessions=loud")).unwrap_err();
+        assert!(matches!(err, TelemetryError::BadFilter { .. }), "{err}");
+    }
+
+    #[test]
+    fn init_installs_once() {
+        init(LogFormat::Json, Some("warn")).unwrap();
+        assert!(matches!(
+            init(LogFormat::Text, None),
+            Err(TelemetryError::AlreadySet(_))
+        ));
+    }
+}

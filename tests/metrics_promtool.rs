@@ -1,0 +1,90 @@
+//! `promtool check metrics` (from the Debian package `prometheus`) must find nothing
+//! to complain about in a scrape after every metric method has been used once.
+//! Fails, rather than skips, when promtool is missing.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sessions::metrics::{
+    Cmd, Metrics, Outcome, ProtocolErrorKind, RedisErrorKind, RedisOp, Sweep, SweepOutcome,
+};
+use sessions::store::Counts;
+
+fn exercised() -> Metrics {
+    let m = Metrics::new().unwrap();
+    for cmd in Cmd::ALL {
+        for outcome in Outcome::ALL {
+            m.observe_request(*cmd, *outcome, 0.000_3);
+        }
+    }
+    let in_flight = m.request_started();
+    let conn = m.connection_opened();
+    for kind in ProtocolErrorKind::ALL {
+        m.protocol_error(*kind);
+    }
+    m.session_opened(false);
+    m.session_opened(true);
+    m.session_closed();
+    m.session_deleted();
+    m.sessions_expired(3);
+    m.sessions_purged(2);
+    m.set_session_counts(Counts {
+        active: 4,
+        total: 10,
+    });
+    for op in RedisOp::ALL {
+        m.observe_redis(*op, 0.000_8);
+        for kind in RedisErrorKind::ALL {
+            m.redis_error(*op, *kind);
+        }
+    }
+    m.set_store_up(true);
+    for sweep in Sweep::ALL {
+        for outcome in SweepOutcome::ALL {
+            m.observe_sweep(*sweep, *outcome, Duration::from_millis(12));
+        }
+    }
+    drop((in_flight, conn));
+    m
+}
+
+#[test]
+fn promtool_check_metrics_is_clean() {
+    let text = exercised().render();
+    assert!(
+        text.contains("sessions_requests_total"),
+        "render produced the metrics"
+    );
+
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "promtool not runnable ({e}); install it with `apt-get install prometheus` \
+             (Debian/Ubuntu) or put Prometheus' promtool on PATH"
+        ),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics complained (status {}):\n{report}",
+        out.status
+    );
+}
