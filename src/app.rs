@@ -15,12 +15,15 @@ use crate::admin::{self, Health};
 use crate::commands::{Context, Limits};
 use crate::config::Config;
 use crate::connection::ConnLimits;
+use crate::instrumented::Instrumented;
 use crate::metrics::Metrics;
 use crate::observe::MetricsObserver;
 use crate::server::{self, ServerLimits};
 use crate::service::Service;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::AnyStore;
+use crate::telemetry::mask_url;
 use crate::{gauges, sweeper};
 
 /// How often readiness checks the store.
@@ -77,7 +80,7 @@ impl App {
 }
 
 /// Builds the store the configuration asks for.
-pub fn build_store(cfg: &Config, _metrics: &Arc<Metrics>) -> Result<AnyStore, StartError> {
+pub fn build_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<AnyStore, StartError> {
     match &cfg.redis_url {
         None => {
             tracing::warn!(
@@ -86,9 +89,17 @@ pub fn build_store(cfg: &Config, _metrics: &Arc<Metrics>) -> Result<AnyStore, St
             );
             Ok(AnyStore::Memory(MemoryStore::new()))
         }
-        Some(_) => Err(StartError::Store(
-            "the Redis store is not available in this build".into(),
-        )),
+        Some(url) => {
+            tracing::info!(url = %mask_url(url), prefix = %cfg.key_prefix, "using Redis");
+            let store = RedisStore::new(RedisOptions {
+                url: url.clone(),
+                prefix: cfg.key_prefix.clone(),
+                timeout: cfg.request_timeout,
+                connections: cfg.redis_connections,
+            })
+            .map_err(|e| StartError::Store(mask_url(&e.to_string())))?;
+            Ok(AnyStore::Redis(Instrumented::new(store, metrics.clone())))
+        }
     }
 }
 

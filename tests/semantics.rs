@@ -133,12 +133,40 @@ macro_rules! suite {
                 }
             )*
         }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::cases::$name(super::T::new(super::fixtures::redis())).await;
+                }
+            )*
+        }
     };
 }
 
 mod fixtures {
     use super::*;
+    use common::redis_server::RedisServer;
+    use sessions::instrumented::Instrumented;
     use sessions::store::memory::MemoryStore;
+    use sessions::store::redis::{RedisOptions, RedisStore};
+
+    /// A Redis store on its own redis-server (stopped when the test ends).
+    pub fn redis() -> Fixture {
+        let server = RedisServer::start();
+        let store = RedisStore::new(RedisOptions {
+            url: server.url(),
+            prefix: common::unique_prefix("semantics"),
+            timeout: Duration::from_secs(5),
+            connections: 2,
+        })
+        .expect("redis store");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        Fixture {
+            store: Arc::new(AnyStore::Redis(Instrumented::new(store, metrics))),
+            _guard: Some(Box::new(server)),
+        }
+    }
 
     pub fn memory() -> Fixture {
         Fixture {
@@ -430,6 +458,13 @@ mod cases {
             .collect();
         assert_eq!(ids(&window), expect);
         assert_eq!(window["total"], 2);
+        let inverted = t
+            .list(
+                json!({"from_time": t3, "to_time": t1}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(inverted["total"], 0);
         let from = t.list(json!({"from_time": t3}), json!({})).await;
         assert_eq!(from["data"].as_array().unwrap().len(), 2);
         let by_id = t

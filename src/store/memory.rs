@@ -182,6 +182,15 @@ impl Store for MemoryStore {
             },
             None => (&inner.open_active, &inner.open_closed),
         };
+        if let (Some(from), Some(to)) = (q.from, q.to) {
+            if from >= to {
+                // An empty window (and BTreeSet::range panics on inverted bounds).
+                return Ok(Page {
+                    data: Vec::new(),
+                    total: q.total.then_some(0),
+                });
+            }
+        }
         let lo = Bound::Included((q.from.unwrap_or(Millis::MIN), String::new()));
         let hi =
             q.to.map_or(Bound::Unbounded, |t| Bound::Excluded((t, String::new())));

@@ -148,12 +148,15 @@ pub trait Store: Send + Sync + 'static {
 /// The store the service runs on, chosen at start from the configuration.
 pub enum AnyStore {
     Memory(memory::MemoryStore),
+    /// Redis, with every call timed into the store metrics.
+    Redis(crate::instrumented::Instrumented<redis::RedisStore>),
 }
 
 macro_rules! each_store {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Memory($s) => $e,
+            AnyStore::Redis($s) => $e,
         }
     };
 }

@@ -2,6 +2,7 @@
 //! ports, a raw Seneca client, and the service started in-process on free ports.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod http;
 pub mod redis_server;
 pub mod seneca;

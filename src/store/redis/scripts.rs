@@ -1,0 +1,119 @@
+//! The Lua scripts, one per mutating command, and how a call to one is built. Each
+//! script is `lua/common.lua` (shebang, calling convention, shared helpers) followed
+//! by its own file; they are sent by SHA1 (EVALSHA) and loaded on NOSCRIPT.
+//!
+//! Every script takes the five per-bucket keys as KEYS[1..5] (see [`Lua::evalsha`])
+//! and the bucket base `P:{NN}:` as ARGV[1], from which it builds the keys it only
+//! learns from data; all of them share the bucket's hash tag.
+
+use std::sync::LazyLock;
+
+use redis::Cmd;
+
+use super::keys::BucketKeys;
+
+macro_rules! lua {
+    ($name:literal) => {
+        Lua::new(
+            $name,
+            concat!(
+                include_str!("lua/common.lua"),
+                include_str!(concat!("lua/", $name, ".lua"))
+            ),
+        )
+    };
+}
+
+/// One script: its text and SHA1.
+#[derive(Debug)]
+pub(crate) struct Lua {
+    name: &'static str,
+    body: &'static str,
+    sha: String,
+}
+
+/// Every script of the store.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub open: Lua,
+    pub store_data: Lua,
+    pub update_user: Lua,
+    pub close: Lua,
+    pub delete: Lua,
+    pub expire: Lua,
+    pub purge: Lua,
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    open: lua!("open"),
+    store_data: lua!("store_data"),
+    update_user: lua!("update_user"),
+    close: lua!("close"),
+    delete: lua!("delete"),
+    expire: lua!("expire"),
+    purge: lua!("purge"),
+});
+
+impl Lua {
+    fn new(name: &'static str, body: &'static str) -> Self {
+        let sha = redis::Script::new(body).get_hash().to_owned();
+        Lua { name, body, sha }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `EVALSHA sha numkeys oa oc exp ret reuse <extra_keys...> base`: the five bucket
+    /// keys and the script's own keys as KEYS, the bucket base as ARGV[1]. The caller
+    /// appends ARGV[2..].
+    pub fn evalsha(&self, bucket: &BucketKeys, extra_keys: &[&str]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha)
+            .arg(5 + extra_keys.len())
+            .arg(&bucket.oa)
+            .arg(&bucket.oc)
+            .arg(&bucket.exp)
+            .arg(&bucket.ret)
+            .arg(&bucket.reuse);
+        for k in extra_keys {
+            cmd.arg(*k);
+        }
+        cmd.arg(&bucket.base);
+        cmd
+    }
+
+    /// `SCRIPT LOAD` of this script.
+    pub fn load(&self) -> Cmd {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(self.body);
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_starts_with_the_shebang_and_has_its_own_sha() {
+        let s = &*SCRIPTS;
+        let all = [
+            &s.open,
+            &s.store_data,
+            &s.update_user,
+            &s.close,
+            &s.delete,
+            &s.expire,
+            &s.purge,
+        ];
+        for l in all {
+            assert!(l.body.starts_with("#!lua\n"), "{}", l.name);
+            assert_eq!(l.sha.len(), 40);
+        }
+        let mut shas: Vec<_> = all.iter().map(|l| &l.sha).collect();
+        shas.sort();
+        shas.dedup();
+        assert_eq!(shas.len(), all.len());
+    }
+}
