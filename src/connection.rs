@@ -142,6 +142,7 @@ impl Reader {
         let bad = BadLine {
             kind: ProtocolErrorKind::LineTooLong,
             echo: protocol::identify(prefix),
+            cmd: protocol::identify_cmd(prefix),
         };
         if let Some(reply) = self.service.bad_line(bad, now_ms()) {
             self.send_now(reply).await;

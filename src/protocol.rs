@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::commands::{CommandError, Output};
+use crate::commands::{Cmd, CommandError, Output};
 
 /// What a reply must echo from its request.
 #[derive(Debug, Default)]
@@ -66,6 +66,9 @@ impl ProtocolErrorKind {
 pub struct BadLine {
     pub kind: ProtocolErrorKind,
     pub echo: Option<Echo>,
+    /// The command the line was for, when it could be recognised (over-long lines):
+    /// the error then names the action as a command's error does.
+    pub cmd: Option<Cmd>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +97,7 @@ pub fn parse_line(line: &[u8]) -> Result<Request, BadLine> {
             return Err(BadLine {
                 kind,
                 echo: identify(line),
+                cmd: None,
             });
         }
     };
@@ -123,6 +127,7 @@ pub fn parse_line(line: &[u8]) -> Result<Request, BadLine> {
         _ => Err(BadLine {
             kind: ProtocolErrorKind::BadEnvelope,
             echo: (env.sync == Some(Value::Bool(true))).then_some(echo),
+            cmd: None,
         }),
     }
 }
@@ -139,6 +144,19 @@ pub fn identify(prefix: &[u8]) -> Option<Echo> {
         track: None,
         client_sent: None,
     })
+}
+
+/// Recognises the command of a line known only by its beginning: a `"role":"sessions"`
+/// and a `"cmd"` naming one of ours (Node callers write the pattern first).
+pub fn identify_cmd(prefix: &[u8]) -> Option<Cmd> {
+    let text = |key: &[u8]| -> Option<String> {
+        let raw = find_string_field(prefix, key)?;
+        serde_json::from_str(raw.get()).ok()
+    };
+    if text(b"\"role\"")? != "sessions" {
+        return None;
+    }
+    Cmd::from_name(&text(b"\"cmd\"")?)
 }
 
 fn find_string_field(hay: &[u8], key: &[u8]) -> Option<Box<RawValue>> {
@@ -201,10 +219,11 @@ pub enum Failure<'a> {
     },
     /// No command matches the act.
     NotFound { act: &'a Map<String, Value> },
-    /// The line was not a usable request.
+    /// The line was not a usable request; `cmd` when it could still be recognised.
     Protocol {
         kind: ProtocolErrorKind,
         max_line_bytes: usize,
+        cmd: Option<Cmd>,
     },
 }
 
@@ -307,6 +326,7 @@ pub fn error_value(failure: &Failure<'_>) -> Value {
         Failure::Protocol {
             kind,
             max_line_bytes,
+            cmd,
         } => {
             let (code, status, message) = match kind {
                 ProtocolErrorKind::LineTooLong => (
@@ -322,7 +342,8 @@ pub fn error_value(failure: &Failure<'_>) -> Value {
                 "category": "BadRequest",
                 "message": message,
             });
-            seneca_error("", &message, status, orig)
+            let pattern = cmd.map_or(String::new(), |c| format!("cmd:{},role:sessions", c.name()));
+            seneca_error(&pattern, &message, status, orig)
         }
     }
 }
@@ -455,6 +476,33 @@ mod tests {
         let bad = parse_line(line.as_bytes()).unwrap_err();
         assert_eq!(bad.kind, ProtocolErrorKind::InvalidJson);
         assert!(bad.echo.is_some());
+    }
+
+    #[test]
+    fn over_long_lines_name_their_action_when_recognisable() {
+        let prefix = V8.replace("get_session", "store_session_data");
+        // Cut right after the command name, as the first 4 KiB of a long line would be.
+        let cut = prefix.find("\"id\":\"abc").unwrap();
+        let cmd = identify_cmd(&prefix.as_bytes()[..cut]);
+        assert_eq!(cmd, Some(Cmd::StoreSessionData));
+        let v = error_value(&Failure::Protocol {
+            kind: ProtocolErrorKind::LineTooLong,
+            max_line_bytes: 4096,
+            cmd,
+        });
+        assert_eq!(
+            v["message"],
+            "seneca: Action cmd:store_session_data,role:sessions failed: request line is longer than 4096 bytes."
+        );
+        assert_eq!(v["orig"]["code"], "DATA_TOO_LARGE");
+        assert_eq!(v["orig"]["status"], 413);
+        // Another role, an unknown command, or no command: no action named.
+        assert_eq!(
+            identify_cmd(V8.replace("\"sessions\"", "\"users\"").as_bytes()),
+            None
+        );
+        assert_eq!(identify_cmd(V8.as_bytes()), None);
+        assert_eq!(identify_cmd(b"{\"id\":\"x\""), None);
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl Service {
             &Failure::Protocol {
                 kind: bad.kind,
                 max_line_bytes: self.max_line_bytes,
+                cmd: bad.cmd,
             },
         );
         Some(out)

@@ -431,6 +431,13 @@ async fn data_at_the_limit_passes_one_byte_over_is_data_too_large() {
     let r = c.reply().await;
     assert_eq!(r["id"], "line/over");
     assert_eq!(r["error"]["orig"]["code"], "DATA_TOO_LARGE");
+    assert_eq!(r["error"]["orig"]["status"], 413);
+    // Its command is recognisable from its start: the error names the action, as a
+    // command's own DATA_TOO_LARGE does.
+    assert_eq!(
+        r["error"]["message"],
+        "seneca: Action cmd:get_sessions,role:sessions failed: request line is longer than 4096 bytes."
+    );
 }
 
 /// A connection read as raw text, for replies whose exact bytes matter.

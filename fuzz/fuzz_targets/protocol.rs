@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
         let failure = Failure::Protocol {
             kind: ProtocolErrorKind::LineTooLong,
             max_line_bytes: 4096,
+            cmd: protocol::identify_cmd(data),
         };
         protocol::write_error(&mut out, &echo, &META, &failure);
         reply(&out, &echo);
@@ -123,6 +124,7 @@ fuzz_target!(|data: &[u8]| {
                 let failure = Failure::Protocol {
                     kind: bad.kind,
                     max_line_bytes: 4096,
+                    cmd: bad.cmd,
                 };
                 protocol::write_error(&mut out, &echo, &META, &failure);
                 reply(&out, &echo);

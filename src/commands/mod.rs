@@ -67,7 +67,8 @@ impl Cmd {
         }
     }
 
-    fn from_name(name: &str) -> Option<Cmd> {
+    /// The command a wire name stands for.
+    pub fn from_name(name: &str) -> Option<Cmd> {
         Cmd::ALL.into_iter().find(|c| c.name() == name)
     }
 }
