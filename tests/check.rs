@@ -76,12 +76,22 @@ async fn clean_data_passes_and_breakage_is_reported_by_kind() {
     c.call(json!({"cmd": "store_session_data", "session_id": active[0]["id"], "data": {"x": 1}}))
         .await;
     assert_eq!((active.len(), closed.len()), (20, 10));
+    // A user with more sessions than the checker reads in one go from a user index.
+    let mut big = Vec::new();
+    for i in 0..105 {
+        big.push(
+            c.call(json!({"cmd": "open_session", "user_id": "big", "client": format!("c{i}")}))
+                .await,
+        );
+    }
 
     let clean = check(&url, &prefix).await;
     println!("{}{}", clean.stdout, clean.stderr);
     assert_eq!(clean.code, Some(0), "{clean:?}");
     assert!(
-        clean.stdout.contains("31 sessions (21 active, 10 closed)"),
+        clean
+            .stdout
+            .contains("136 sessions (126 active, 10 closed)"),
         "{}",
         clean.stdout
     );
@@ -98,6 +108,12 @@ async fn clean_data_passes_and_breakage_is_reported_by_kind() {
     // The hash of an active session: its user, open-time, expiry and reuse entries dangle.
     assert_eq!(
         redis.command(&format!("DEL {}", hash_key(&prefix, &a0))),
+        ":1"
+    );
+    // The same for one of the big user's sessions.
+    let b0 = id(&big[50]);
+    assert_eq!(
+        redis.command(&format!("DEL {}", hash_key(&prefix, &b0))),
         ":1"
     );
     // An active session out of the expiry index.
@@ -126,7 +142,8 @@ async fn clean_data_passes_and_breakage_is_reported_by_kind() {
     assert_eq!(broken.code, Some(1), "{broken:?}");
     let out = &broken.stdout;
     for (line, id) in [
-        ("dangling_entry: 4 ", &a0),
+        ("dangling_entry: 8 ", &a0),
+        ("dangling_entry: 8 ", &b0),
         ("missing_from_expiry: 1 ", &a1),
         ("missing_from_index: 1 ", &c1),
         ("in_wrong_index: 1 ", &c0),
@@ -135,7 +152,7 @@ async fn clean_data_passes_and_breakage_is_reported_by_kind() {
         assert!(out.contains(line), "expected {line:?} in:\n{out}");
         assert!(out.contains(id.as_str()), "expected {id} named in:\n{out}");
     }
-    assert!(out.contains("FAILED: 8 problems found"), "{out}");
+    assert!(out.contains("FAILED: 12 problems found"), "{out}");
     app.shutdown();
 }
 
