@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod app;
 pub mod budget;
+pub mod check;
 pub mod commands;
 pub mod config;
 pub mod connection;

@@ -3,7 +3,11 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fleet;
+pub mod haproxy;
 pub mod http;
+pub mod load;
+pub mod node;
 pub mod redis_server;
 pub mod seneca;
 pub mod sweep_suite;
