@@ -81,20 +81,16 @@ pub async fn serve(
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
     let broken = CancellationToken::new();
-<<<<<<< HEAD
-    let writer_task = tokio::spawn(write_loop(writer, rx, broken.clone()));
-=======
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let pending = Pending {
         permits: in_flight.clone(),
         max: limits.max_in_flight,
     };
     let writer_task = tokio::spawn(write_loop(writer, rx, pending, broken.clone()));
->>>>>>> main
     let mut conn = Reader {
         service,
         tx,
-        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        in_flight,
         memory: budget.connection(limits.max_memory),
     };
     let mut lines = LineSplitter::new(limits.max_line_bytes);
@@ -276,17 +272,7 @@ async fn write_loop(
             broken.cancel();
             return;
         }
-<<<<<<< HEAD
         drop((bytes, held));
-        // Batch whatever else is ready into the same flush.
-        while let Ok((bytes, held)) = rx.try_recv() {
-            if w.write_all(&bytes).await.is_err() {
-                broken.cancel();
-                return;
-            }
-            drop((bytes, held));
-=======
-        drop(permit);
         // Batch whatever else is ready into the same flush. The first reply wakes
         // this task before the other requests of the same read have run (tokio runs
         // a woken task next), so when more are in progress, yield once to let them
@@ -298,14 +284,13 @@ async fn write_loop(
                 }
                 tokio::task::yield_now().await;
             }
-            while let Ok((bytes, permit)) = rx.try_recv() {
+            while let Ok((bytes, held)) = rx.try_recv() {
                 if w.write_all(&bytes).await.is_err() {
                     broken.cancel();
                     return;
                 }
-                drop(permit);
+                drop((bytes, held));
             }
->>>>>>> main
         }
         if w.flush().await.is_err() {
             broken.cancel();
