@@ -25,6 +25,7 @@ fn options(server: &RedisServer, prefix: &str) -> RedisOptions {
         prefix: prefix.to_owned(),
         timeout: Duration::from_secs(2),
         connections: 2,
+        ..RedisOptions::default()
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod http;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod seneca;
 pub mod sweep_suite;
