@@ -6,28 +6,18 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::load::{
+    json, now, open_req, probe_every_bucket, read_every_bucket, since, spawn_load, user_per_bucket,
+    Load,
+};
 use common::redis_cluster::{self, RedisCluster};
-use serde_json::json;
-use serde_json::value::RawValue;
-use sessions::model::{bucket_of_user, JsonText, Millis, BUCKETS};
+use sessions::model::Millis;
 use sessions::store::redis::{RedisOptions, RedisStore, Topology};
-use sessions::store::{ListQuery, OpenRequest, Store, StoreError};
-
-fn now() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
-
-fn json(s: &str) -> JsonText {
-    RawValue::from_string(s.to_owned()).unwrap()
-}
+use sessions::store::{ListQuery, Store};
 
 fn store(cluster: &RedisCluster, prefix: &str, wait_replicas: u32) -> RedisStore {
     RedisStore::new(RedisOptions {
@@ -39,34 +29,6 @@ fn store(cluster: &RedisCluster, prefix: &str, wait_replicas: u32) -> RedisStore
         ..RedisOptions::default()
     })
     .unwrap()
-}
-
-fn open_req(user: &str, t: Millis) -> OpenRequest {
-    OpenRequest {
-        user_id: user.to_owned(),
-        user_name: None,
-        address: Some("10.0.0.1".into()),
-        client: Some("cluster-test".into()),
-        user: None,
-        data: Some(json(r#"{"v":0}"#)),
-        reuse: true,
-        now: t,
-    }
-}
-
-/// One user id per bucket, so a loop over them touches every slot the store uses.
-fn user_per_bucket(tag: &str) -> Vec<String> {
-    let mut found: Vec<Option<String>> = vec![None; usize::from(BUCKETS)];
-    let mut i = 0u64;
-    while found.iter().any(Option::is_none) {
-        let u = format!("{tag}-{i}");
-        let b = usize::from(bucket_of_user(&u));
-        if found[b].is_none() {
-            found[b] = Some(u);
-        }
-        i += 1;
-    }
-    found.into_iter().flatten().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +122,7 @@ async fn the_service_runs_on_a_cluster_from_its_configuration() {
     ])
     .await;
     let mut c = common::seneca::Client::connect(app.seneca_addr).await;
-    let p = json!({"role": "sessions", "version": 1});
+    let p = serde_json::json!({"role": "sessions", "version": 1});
     let act = |extra: serde_json::Value| {
         let mut a = p.clone();
         a.as_object_mut()
@@ -172,20 +134,20 @@ async fn the_service_runs_on_a_cluster_from_its_configuration() {
     for u in user_per_bucket("wire").iter().take(16) {
         let s = c
             .call(act(
-                json!({"cmd": "open_session", "user_id": u, "data": {"u": u}}),
+                serde_json::json!({"cmd": "open_session", "user_id": u, "data": {"u": u}}),
             ))
             .await;
         opened.push(s["id"].as_str().unwrap().to_owned());
     }
     let page = c
         .call(act(
-            json!({"cmd": "get_sessions", "paging": {"total": true}}),
+            serde_json::json!({"cmd": "get_sessions", "paging": {"total": true}}),
         ))
         .await;
     assert_eq!(page["total"], 16);
     let got = c
         .call(act(
-            json!({"cmd": "get_session_by_id", "session_id": opened[3]}),
+            serde_json::json!({"cmd": "get_session_by_id", "session_id": opened[3]}),
         ))
         .await;
     assert_eq!(got["id"], opened[3].as_str());
@@ -193,148 +155,6 @@ async fn the_service_runs_on_a_cluster_from_its_configuration() {
     assert_eq!(status, 200);
     app.shutdown();
     app.wait().await;
-}
-
-/// What a load worker knows of a session it wrote: the last `v` Redis acknowledged,
-/// and the highest it attempted (an attempt that failed may still have been applied).
-#[derive(Debug, Clone, Copy)]
-struct Written {
-    acked: u64,
-    attempted: u64,
-}
-
-#[derive(Default)]
-struct Outcomes {
-    ok: AtomicU64,
-    unavailable: AtomicU64,
-    /// Anything but Unavailable: must stay empty.
-    other: Mutex<Vec<String>>,
-    /// When the last failed call ended.
-    last_failure: Mutex<Option<Instant>>,
-}
-
-impl Outcomes {
-    fn record<T>(&self, r: &Result<T, StoreError>) -> bool {
-        match r {
-            Ok(_) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(StoreError::Unavailable(_)) => {
-                self.unavailable.fetch_add(1, Ordering::Relaxed);
-                *self.last_failure.lock().unwrap() = Some(Instant::now());
-                false
-            }
-            Err(e) => {
-                self.other.lock().unwrap().push(e.to_string());
-                *self.last_failure.lock().unwrap() = Some(Instant::now());
-                false
-            }
-        }
-    }
-}
-
-/// Opens sessions and rewrites their data in a loop until `stop`, recording what
-/// was acknowledged.
-async fn load(
-    s: Arc<RedisStore>,
-    worker: usize,
-    stop: Arc<AtomicBool>,
-    out: Arc<Outcomes>,
-    written: WrittenMap,
-) {
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let user = format!("load-{worker}-{n}");
-        let opened = s.open(open_req(&user, now())).await;
-        if !out.record(&opened) {
-            continue;
-        }
-        let id = opened.unwrap().session.id;
-        written.lock().unwrap().insert(
-            id.clone(),
-            Written {
-                acked: 0,
-                attempted: 0,
-            },
-        );
-        for v in 1..=3u64 {
-            if let Some(w) = written.lock().unwrap().get_mut(&id) {
-                w.attempted = v;
-            }
-            let r = s
-                .store_data(&id, Some(json(&format!(r#"{{"v":{v}}}"#))), now())
-                .await;
-            if out.record(&r) {
-                if let Some(w) = written.lock().unwrap().get_mut(&id) {
-                    w.acked = v;
-                }
-                let back = s.get(&id).await;
-                if out.record(&back) {
-                    let got = back.unwrap().expect("an acknowledged session reads back");
-                    assert_eq!(got.data.unwrap().get(), format!(r#"{{"v":{v}}}"#));
-                }
-            }
-        }
-    }
-}
-
-/// Opens one session in every bucket: succeeds only when every slot the store uses
-/// takes writes.
-async fn probe_every_bucket(s: &RedisStore, users: &[String]) -> bool {
-    for u in users {
-        if s.open(open_req(u, now())).await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-/// Reads one session in every bucket: succeeds only when every slot is served.
-async fn read_every_bucket(s: &RedisStore, ids: &[String]) -> bool {
-    for id in ids {
-        if !matches!(s.get(id).await, Ok(Some(_))) {
-            return false;
-        }
-    }
-    true
-}
-
-/// Sessions a load wrote, by id.
-type WrittenMap = Arc<Mutex<HashMap<String, Written>>>;
-
-/// A running load: its outcomes, what it wrote, its workers.
-struct Load {
-    out: Arc<Outcomes>,
-    written: WrittenMap,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn spawn_load(s: &Arc<RedisStore>, workers: usize, stop: &Arc<AtomicBool>) -> Load {
-    let out = Arc::new(Outcomes::default());
-    let written: WrittenMap = Arc::new(Mutex::new(HashMap::new()));
-    let workers = (0..workers)
-        .map(|w| {
-            tokio::spawn(load(
-                s.clone(),
-                w,
-                stop.clone(),
-                out.clone(),
-                written.clone(),
-            ))
-        })
-        .collect();
-    Load {
-        out,
-        written,
-        workers,
-    }
-}
-
-fn since(t: Instant, at: Option<Instant>) -> String {
-    at.map(|a| format!("{:.2}s", a.saturating_duration_since(t).as_secs_f64()))
-        .unwrap_or_else(|| "-".into())
 }
 
 /// Kills (SIGKILL) a primary while two stores write: one acknowledging writes as
@@ -451,6 +271,11 @@ async fn a_primary_killed_under_load_fails_over_without_losing_acknowledged_writ
             out.unavailable.load(Ordering::Relaxed),
             since(killed, *out.last_failure.lock().unwrap()),
         );
+        let stale = out.stale_reads.load(Ordering::Relaxed);
+        println!("  {name}: acknowledged writes not seen by the next read: {stale}");
+        if name == "WAIT 1" {
+            assert_eq!(stale, 0, "a write acknowledged with WAIT 1 was lost");
+        }
         let other = out.other.lock().unwrap().clone();
         assert!(
             other.is_empty(),

@@ -891,3 +891,27 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
         Err(StoreError::Internal(_))
     ));
 }
+
+#[tokio::test]
+async fn a_primary_demoted_to_replica_is_unavailable_until_promoted_again() {
+    let other = RedisServer::start();
+    let server = RedisServer::start();
+    let s = store(&server, &common::unique_prefix("demoted"));
+    let id = s.open(open_req("u", T0)).await.unwrap().session.id;
+    // Demoted (as a managed service or an operator does on failover): the
+    // connection stays open, and every write is answered READONLY.
+    assert_eq!(
+        server.command(&format!("REPLICAOF 127.0.0.1 {}", other.port)),
+        "+OK"
+    );
+    let e = s
+        .store_data(&id, Some(json("[2]")), T0 + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let e = s.open(open_req("v", T0 + 2)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    // Promoted again: writes work at once, on the same store.
+    assert_eq!(server.command("REPLICAOF NO ONE"), "+OK");
+    s.open(open_req("w", T0 + 3)).await.unwrap();
+}

@@ -4,7 +4,9 @@
 
 pub mod binary;
 pub mod http;
+pub mod load;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod seneca;
 pub mod sweep_suite;

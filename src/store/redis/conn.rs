@@ -149,6 +149,7 @@ impl Redis {
                 "the Redis store must be created inside a Tokio runtime".into(),
             ));
         }
+        opts.tls.check().map_err(StoreError::Internal)?;
         let link = match &opts.topology {
             Topology::Standalone => {
                 let mut infos = options::connection_infos(&opts.url, &opts.auth)

@@ -88,6 +88,40 @@ impl fmt::Debug for TlsPem {
 }
 
 impl TlsPem {
+    /// Why the material cannot be used: a CA or client certificate without any
+    /// certificate in it, an unreadable key, or a certificate without its key.
+    pub fn check(&self) -> Result<(), String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = |what: &str, pem: &[u8]| -> Result<(), String> {
+            let n = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the {what} is not PEM: {e}"))?
+                .len();
+            if n == 0 {
+                return Err(format!("the {what} holds no PEM certificate"));
+            }
+            Ok(())
+        };
+        if let Some(ca) = &self.ca {
+            certs("Redis CA file", ca)?;
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                certs("Redis client certificate", cert)?;
+                PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|_| "the Redis client key holds no PEM private key".to_owned())?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(
+                    "a Redis client certificate needs its key, and the other way round".into(),
+                )
+            }
+        }
+        Ok(())
+    }
+
     /// The material as the redis crate takes it; `None` when nothing is set (system
     /// roots, no client certificate).
     pub(crate) fn certificates(&self) -> Option<TlsCertificates> {
@@ -324,6 +358,21 @@ mod tests {
         );
         assert!(!is_tls(&plain));
         assert_eq!(plain.redis_settings().password(), None);
+    }
+
+    #[test]
+    fn tls_material_is_checked() {
+        assert!(TlsPem::default().check().is_ok());
+        let junk = TlsPem {
+            ca: Some(b"not a certificate".to_vec()),
+            ..TlsPem::default()
+        };
+        assert!(junk.check().unwrap_err().contains("CA"));
+        let half = TlsPem {
+            client_key: Some(b"k".to_vec()),
+            ..TlsPem::default()
+        };
+        assert!(half.check().is_err());
     }
 
     #[test]

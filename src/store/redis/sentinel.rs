@@ -10,26 +10,39 @@
 //! READONLY reply (it was demoted to replica), a refused, dropped or timed-out
 //! connection (on failover Sentinel also closes every client of the old primary) —
 //! makes the store [`Sentinel::forget`] it, and the next request discovers the
-//! primary again. So the store follows a failover by itself and never keeps writing
-//! to, or reading from, a demoted node. Discoveries are single-flight: concurrent
-//! requests wait for the one in progress.
+//! primary again. Discoveries are single-flight: concurrent requests wait for the one
+//! in progress.
+//!
+//! Errors alone would be late: after a failover Sentinel demotes the old primary only
+//! when it reconfigures it, seconds later, and until then the old primary takes writes
+//! that are lost when it is demoted. So a background watcher also subscribes to
+//! `+switch-master` on a sentinel, and checks `get-master-addr-by-name` every few
+//! seconds in case a message was missed; when the primary moved, it forgets the old
+//! one at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::try_join_all;
+use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, ConnectionInfo, ErrorKind, RedisError, RedisResult, ServerErrorKind,
-    Value,
+    AsyncConnectionConfig, ConnectionInfo, ErrorKind, ProtocolVersion, RedisError, RedisResult,
+    ServerErrorKind, Value,
 };
+use tokio::task::JoinHandle;
 
 use super::options::{client, node_at, Credentials, TlsPem};
 
 /// Longest wait for one sentinel (connect and answer), so a dead one is passed over
 /// quickly; also bounded by the request's deadline.
 const SENTINEL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often the watcher asks a sentinel where the primary is, besides listening for
+/// `+switch-master`.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// Pause before the watcher tries the sentinels again when none answered.
+const WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// The primary in use and its connections.
 pub(crate) struct Primary {
@@ -47,20 +60,20 @@ impl Primary {
 }
 
 pub(crate) struct Sentinel {
-    /// The sentinels, the last one that answered first.
-    sentinels: Mutex<Vec<ConnectionInfo>>,
-    master: String,
-    /// Transport (TLS or not) and database for the primary.
-    template: ConnectionInfo,
-    auth: Credentials,
-    tls: TlsPem,
-    connections: usize,
-    timeout: Duration,
-    current: RwLock<Option<Arc<Primary>>>,
-    discovery: tokio::sync::Mutex<()>,
+    inner: Arc<Inner>,
+    watcher: JoinHandle<()>,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
 }
 
 impl Sentinel {
+    /// Sets discovery up and starts the watcher; contacts nobody before the first
+    /// request (the watcher connects in the background). Must run inside a Tokio
+    /// runtime.
     pub fn new(
         sentinels: Vec<ConnectionInfo>,
         master: String,
@@ -76,7 +89,7 @@ impl Sentinel {
         if master.is_empty() {
             return Err("the Sentinel master name is empty".into());
         }
-        Ok(Sentinel {
+        let inner = Arc::new(Inner {
             sentinels: Mutex::new(sentinels),
             master,
             template,
@@ -86,9 +99,38 @@ impl Sentinel {
             timeout,
             current: RwLock::new(None),
             discovery: tokio::sync::Mutex::new(()),
-        })
+        });
+        let watcher = tokio::spawn(watch(Arc::downgrade(&inner)));
+        Ok(Sentinel { inner, watcher })
     }
 
+    /// The primary in use, discovering it first when there is none.
+    pub async fn primary(&self) -> RedisResult<Arc<Primary>> {
+        self.inner.primary().await
+    }
+
+    /// Drops `primary` (unless another one replaced it already), so that the next
+    /// request asks the sentinels again.
+    pub fn forget(&self, primary: &Arc<Primary>, why: &RedisError) {
+        self.inner.forget(primary, &why.to_string());
+    }
+}
+
+struct Inner {
+    /// The sentinels, the last one that answered first.
+    sentinels: Mutex<Vec<ConnectionInfo>>,
+    master: String,
+    /// Transport (TLS or not) and database for the primary.
+    template: ConnectionInfo,
+    auth: Credentials,
+    tls: TlsPem,
+    connections: usize,
+    timeout: Duration,
+    current: RwLock<Option<Arc<Primary>>>,
+    discovery: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
     /// The primary in use, discovering it first when there is none.
     pub async fn primary(&self) -> RedisResult<Arc<Primary>> {
         if let Some(p) = self.known() {
@@ -105,14 +147,30 @@ impl Sentinel {
         Ok(p)
     }
 
-    /// Drops `primary` (unless another one replaced it already), so that the next
-    /// request asks the sentinels again.
-    pub fn forget(&self, primary: &Arc<Primary>, why: &RedisError) {
+    fn forget(&self, primary: &Arc<Primary>, why: &str) {
         let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
         if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, primary)) {
-            tracing::warn!(primary = %primary.addr, error = %why, "Redis primary lost; asking Sentinel again");
+            tracing::warn!(primary = %primary.addr, reason = %why, "Redis primary lost; asking Sentinel again");
             *cur = None;
         }
+    }
+
+    /// Forgets the primary in use unless it is at `addr` (where a sentinel says the
+    /// primary is now).
+    fn moved_to(&self, addr: &str) {
+        let Some(p) = self.known() else {
+            return;
+        };
+        if p.addr != addr {
+            self.forget(&p, &format!("Sentinel moved the primary to {addr}"));
+        }
+    }
+
+    fn sentinel_list(&self) -> Vec<ConnectionInfo> {
+        self.sentinels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn known(&self) -> Option<Arc<Primary>> {
@@ -123,11 +181,7 @@ impl Sentinel {
     }
 
     async fn discover(&self) -> RedisResult<Primary> {
-        let sentinels = self
-            .sentinels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let sentinels = self.sentinel_list();
         let mut last: Option<RedisError> = None;
         for (i, s) in sentinels.iter().enumerate() {
             let found = match self.ask(s).await {
@@ -213,6 +267,97 @@ impl Sentinel {
             next: AtomicUsize::new(0),
         })
     }
+}
+
+/// Follows failovers as Sentinel announces them (see the module doc). Ends when the
+/// store is dropped.
+async fn watch(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(me) = inner.upgrade() else {
+            return;
+        };
+        let sentinels = me.sentinel_list();
+        drop(me);
+        for s in sentinels {
+            // Returns when the sentinel stops answering; then try the next one.
+            if let Err(e) = listen(&inner, s).await {
+                tracing::debug!(error = %e, "Sentinel watcher lost its sentinel");
+            }
+            if inner.strong_count() == 0 {
+                return;
+            }
+        }
+        tokio::time::sleep(WATCH_RETRY).await;
+    }
+}
+
+/// Listens to one sentinel's `+switch-master` announcements, and asks it where the
+/// primary is every [`WATCH_INTERVAL`], until it fails.
+async fn listen(inner: &std::sync::Weak<Inner>, sentinel: ConnectionInfo) -> RedisResult<()> {
+    let (client, master) = {
+        let Some(me) = inner.upgrade() else {
+            return Ok(());
+        };
+        // Pub/sub in the plain protocol: every Redis version speaks it.
+        let settings = sentinel
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP2);
+        let info = sentinel.clone().set_redis_settings(settings);
+        (client(info, &me.tls)?, me.master.clone())
+    };
+    let mut pubsub = tokio::time::timeout(SENTINEL_TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(|_| timed_out())??;
+    pubsub.subscribe("+switch-master").await?;
+    let mut messages = pubsub.into_on_message();
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(SENTINEL_TIMEOUT))
+        .set_response_timeout(Some(SENTINEL_TIMEOUT));
+    loop {
+        match tokio::time::timeout(WATCH_INTERVAL, messages.next()).await {
+            // "<name> <old-ip> <old-port> <new-ip> <new-port>"
+            Ok(Some(msg)) => {
+                let payload: String = msg.get_payload().unwrap_or_default();
+                let f: Vec<&str> = payload.split_whitespace().collect();
+                if let [name, _, _, ip, port] = f[..] {
+                    if name == master {
+                        if let Some(me) = inner.upgrade() {
+                            me.moved_to(&format!("{ip}:{port}"));
+                        }
+                    }
+                }
+            }
+            Ok(None) => {
+                return Err(RedisError::from((
+                    ErrorKind::Io,
+                    "sentinel closed the subscription",
+                )))
+            }
+            Err(_) => {
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&master)
+                    .query_async(&mut conn)
+                    .await?;
+                match (addr, inner.upgrade()) {
+                    (Some((host, port)), Some(me)) => me.moved_to(&format!("{host}:{port}")),
+                    (_, None) => return Ok(()),
+                    (None, Some(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer from the sentinel",
+    ))
 }
 
 /// Whether a ROLE reply is a primary's (`["master", offset, replicas]`).
