@@ -915,3 +915,36 @@ async fn a_primary_demoted_to_replica_is_unavailable_until_promoted_again() {
     assert_eq!(server.command("REPLICAOF NO ONE"), "+OK");
     s.open(open_req("w", T0 + 3)).await.unwrap();
 }
+
+#[tokio::test]
+async fn with_wait_a_write_is_acknowledged_only_once_a_replica_has_it() {
+    let server = RedisServer::start();
+    let prefix = common::unique_prefix("wait");
+    let s = RedisStore::new(RedisOptions {
+        wait_replicas: 1,
+        ..options(&server, &prefix)
+    })
+    .unwrap();
+    // No replica: the write happens on the primary but is not acknowledged.
+    let e = s.open(open_req("u", T0)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    // Sync the replica at once rather than after the default 5 s wait for others.
+    assert_eq!(
+        server.command("CONFIG SET repl-diskless-sync-delay 0"),
+        "+OK"
+    );
+    let _replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &server.port.to_string()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let opened = loop {
+        match s.open(open_req("u", T0 + 1)).await {
+            Ok(o) => break o,
+            Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    // The retry found the session the unacknowledged write had opened.
+    assert!(opened.reused);
+    s.close(&opened.session.id, T0 + 2).await.unwrap();
+}

@@ -335,7 +335,15 @@ impl Redis {
                 Some(h) => h,
                 None => match tokio::time::timeout_at(deadline, self.handle()).await {
                     Ok(Ok(h)) => h,
+                    // No primary found (Sentinel still names the one that is gone, or
+                    // it is not promoted yet): nothing was sent, so wait a little and
+                    // look again, within the deadline.
                     Ok(Err(e)) => {
+                        if resends < MAX_RESENDS && Instant::now() < deadline {
+                            pause(resends, deadline).await;
+                            resends += 1;
+                            continue;
+                        }
                         tracing::debug!(call = what, error = %e, "no Redis connection");
                         return Err(e);
                     }
@@ -376,10 +384,7 @@ impl Redis {
                 (h @ Handle::Standalone(..), None) => keep = Some(h),
                 // Sentinel: the primary was forgotten; the next handle rediscovers it,
                 // after a pause while the failover is still going on.
-                _ => {
-                    let pause = RESEND_PAUSE * (1 << resends);
-                    tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
-                }
+                _ => pause(resends, deadline).await,
             }
             resends += 1;
         }
@@ -422,6 +427,12 @@ impl Redis {
             _ => None,
         }
     }
+}
+
+/// The pause before resend number `resends` (from 0): 25 ms, doubling.
+async fn pause(resends: usize, deadline: Instant) {
+    let wait = RESEND_PAUSE * (1u32 << resends.min(8));
+    tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
 }
 
 async fn send_on(handle: &Handle, req: Request<'_>) -> Result<Reply, RedisError> {

@@ -36,23 +36,32 @@
 //! shebang makes Redis 7 enforce it. Every script checks the session exists before
 //! changing it, so a write racing a delete or a sweep never recreates a hash. A
 //! mutation is one EVALSHA; a NOSCRIPT reply (Redis restarted, failed over, flushed)
-//! loads the script and runs it again.
+//! sends the script's text with EVAL instead, to the same node. A script may run
+//! twice when a connection breaks after sending it and the cluster client resends
+//! it: open recognises its own earlier run, store_data, update_user, close and the
+//! sweeps are idempotent, and a repeated delete answers null.
 //!
 //! # Reads
 //!
 //! get is one HGETALL (a malformed id is `None` without asking Redis). get_sessions is
 //! described in `list.rs`: ids by rank from the indexes, rows by one pipelined
 //! HGETALL, index entries whose hash is gone removed on the way (lazy repair). counts
-//! is one pipelined ZCARD of every bucket's active and closed sets.
+//! is one pipelined ZCARD of every bucket's active and closed sets. ("One pipeline"
+//! is one per node on a single server, one per bucket on a cluster.)
 //!
 //! # Connections
 //!
-//! See `conn.rs`: a few multiplexed RESP3 connections, lazily connected and
-//! reconnected, every operation bounded by the configured timeout. Needs Redis 7.0 or
-//! newer (script shebangs, `ZRANGE ... BYSCORE REV`). The key layout and scripts are
-//! cluster-ready; the connections are not yet cluster-aware (the cross-bucket reads
-//! pipeline keys of many slots on one connection), so today the store talks to one
-//! Redis primary.
+//! See `conn.rs`, the one place every request to Redis goes through: lazily made,
+//! self-healing connections for the configured [`Topology`] — one server
+//! (`standalone.rs`), Redis Cluster (`cluster.rs`: commands and scripts routed by the
+//! slot of their keys, batches over many buckets split into one pipeline per bucket,
+//! so no request ever spans slots), or a primary found through Sentinel
+//! (`sentinel.rs`, which follows failovers) — with passwords, ACL users and TLS
+//! (`options.rs`). Every operation is bounded by the configured timeout; Redis being
+//! down, failing over or redirecting is [`StoreError::Unavailable`]. With
+//! [`RedisOptions::wait_replicas`], a mutation is acknowledged only once that many
+//! replicas have it (Redis `WAIT`). Needs Redis 7.0 or newer (script shebangs,
+//! `ZRANGE ... BYSCORE REV`).
 
 mod cluster;
 mod codec;
