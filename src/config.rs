@@ -65,11 +65,12 @@ pub struct Config {
     /// `SESSIONS_REDIS_MODE` (`standalone`, `cluster`, `sentinel`), with
     /// `SESSIONS_REDIS_SENTINEL_MASTER` for sentinel.
     pub redis_topology: Topology,
-    /// `SESSIONS_REDIS_USERNAME` / `SESSIONS_REDIS_PASSWORD`: the data nodes' ACL user
-    /// and password, overriding those in `REDIS_URL`.
+    /// `REDIS_USERNAME` / `REDIS_PASSWORD`: the data nodes' ACL user and password,
+    /// overriding those in `REDIS_URL`. Like `REDIS_URL`, and unlike the `SESSIONS_*`
+    /// settings, these are credentials, meant to come from a secret store.
     pub redis_auth: Credentials,
-    /// `SESSIONS_REDIS_SENTINEL_USERNAME` / `SESSIONS_REDIS_SENTINEL_PASSWORD`: the
-    /// sentinels' user and password, overriding those in the sentinel URLs.
+    /// `REDIS_SENTINEL_USERNAME` / `REDIS_SENTINEL_PASSWORD`: the sentinels' user and
+    /// password, overriding those in the sentinel URLs.
     pub redis_sentinel_auth: Credentials,
     /// `SESSIONS_REDIS_CA_FILE`: PEM CA certificates trusted for `rediss://` instead of
     /// the system roots.
@@ -427,11 +428,8 @@ impl Reader<'_> {
         }
         Ok(RedisSettings {
             topology,
-            auth: credentials("SESSIONS_REDIS_USERNAME", "SESSIONS_REDIS_PASSWORD"),
-            sentinel_auth: credentials(
-                "SESSIONS_REDIS_SENTINEL_USERNAME",
-                "SESSIONS_REDIS_SENTINEL_PASSWORD",
-            ),
+            auth: credentials("REDIS_USERNAME", "REDIS_PASSWORD"),
+            sentinel_auth: credentials("REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"),
             ca_file,
             client_cert_file,
             client_key_file,
@@ -561,9 +559,9 @@ mod tests {
             ("REDIS_URL", "redis://:spw@s1:26379,redis://:spw@s2:26379"),
             ("SESSIONS_REDIS_MODE", "Sentinel"),
             ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
-            ("SESSIONS_REDIS_USERNAME", "app"),
-            ("SESSIONS_REDIS_PASSWORD", "datapw"),
-            ("SESSIONS_REDIS_SENTINEL_PASSWORD", "sentpw"),
+            ("REDIS_USERNAME", "app"),
+            ("REDIS_PASSWORD", "datapw"),
+            ("REDIS_SENTINEL_PASSWORD", "sentpw"),
         ])
         .unwrap();
         assert_eq!(

@@ -259,7 +259,7 @@ async fn the_binary_runs_on_sentinel_and_never_logs_a_password() {
         ("REDIS_URL", url.as_str()),
         ("SESSIONS_REDIS_MODE", "sentinel"),
         ("SESSIONS_REDIS_SENTINEL_MASTER", MASTER),
-        ("SESSIONS_REDIS_PASSWORD", DATA_PASSWORD),
+        ("REDIS_PASSWORD", DATA_PASSWORD),
         ("SESSIONS_KEY_PREFIX", prefix.as_str()),
         ("SESSIONS_LOG", "debug"),
     ]);
