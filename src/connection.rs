@@ -71,8 +71,12 @@ pub async fn serve(
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
     let broken = CancellationToken::new();
-    let writer_task = tokio::spawn(write_loop(writer, rx, broken.clone()));
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    let pending = Pending {
+        permits: in_flight.clone(),
+        max: limits.max_in_flight,
+    };
+    let writer_task = tokio::spawn(write_loop(writer, rx, pending, broken.clone()));
     let mut conn = Reader {
         service,
         limits,
@@ -230,9 +234,23 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// How many requests of the connection are still being handled (each holds a permit
+/// until its reply is written).
+struct Pending {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Pending {
+    fn any(&self) -> bool {
+        self.permits.available_permits() < self.max
+    }
+}
+
 async fn write_loop(
     writer: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    pending: Pending,
     broken: CancellationToken,
 ) {
     let mut w = BufWriter::with_capacity(64 * 1024, writer);
@@ -242,13 +260,24 @@ async fn write_loop(
             return;
         }
         drop(permit);
-        // Batch whatever else is ready into the same flush.
-        while let Ok((bytes, permit)) = rx.try_recv() {
-            if w.write_all(&bytes).await.is_err() {
-                broken.cancel();
-                return;
+        // Batch whatever else is ready into the same flush. The first reply wakes
+        // this task before the other requests of the same read have run (tokio runs
+        // a woken task next), so when more are in progress, yield once to let them
+        // finish: one write for many replies instead of a syscall each.
+        for round in 0..2 {
+            if round == 1 {
+                if !pending.any() {
+                    break;
+                }
+                tokio::task::yield_now().await;
             }
-            drop(permit);
+            while let Ok((bytes, permit)) = rx.try_recv() {
+                if w.write_all(&bytes).await.is_err() {
+                    broken.cancel();
+                    return;
+                }
+                drop(permit);
+            }
         }
         if w.flush().await.is_err() {
             broken.cancel();

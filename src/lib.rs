@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod check;
 pub mod commands;
 pub mod config;
 pub mod connection;

@@ -1,10 +1,18 @@
 //! The `sessions` binary: configuration, logging, start, run until SIGTERM/SIGINT.
+//! `sessions check` runs the Redis consistency check instead ([`sessions::check`]).
 
 use std::process::ExitCode;
 
 use sessions::config::Config;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.first().is_some_and(|a| a == "check") {
+        return sessions::check::main(&args[1..]);
+    }
     let cfg = match Config::from_env() {
         Ok(cfg) => cfg,
         Err(e) => {

@@ -55,16 +55,47 @@ pub struct IsoTime(pub Millis);
 
 impl Serialize for IsoTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_iso(self.0))
+        // Every reply carries two or three of these: the fixed-width path skips the
+        // strftime machinery and the String (it was a visible share of a get's CPU).
+        match iso_fixed(self.0) {
+            Some(buf) => s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default()),
+            None => s.serialize_str(&format_iso(self.0)),
+        }
     }
 }
 
 /// Formats milliseconds since the epoch the way JavaScript's `Date.toJSON` does.
 pub fn format_iso(ms: Millis) -> String {
+    if let Some(buf) = iso_fixed(ms) {
+        return String::from_utf8_lossy(&buf).into_owned();
+    }
     match chrono::DateTime::from_timestamp_millis(ms) {
         Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         None => String::from("1970-01-01T00:00:00.000Z"),
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for years 0 to 9999 (the fixed-width form); None
+/// outside them, where [`format_iso`] falls back to strftime.
+fn iso_fixed(ms: Millis) -> Option<[u8; 24]> {
+    use chrono::{Datelike, Timelike};
+    let t = chrono::DateTime::from_timestamp_millis(ms)?;
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 3, t.timestamp_subsec_millis());
+    Some(b)
 }
 
 /// Parses an ISO 8601 / RFC 3339 date (what a Node `Date` becomes in JSON), also
@@ -130,6 +161,39 @@ pub fn reuse_key(user_id: &str, address: Option<&str>, client: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_width_iso_matches_strftime() {
+        let strftime = |ms: Millis| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+        };
+        let samples = [
+            0,
+            1,
+            999,
+            -1,
+            1_795_771_380_098,
+            951_782_400_000,     // 2000-02-29
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+            -62_167_219_200_000, // 0000-01-01
+            1_700_000_000_123,
+        ];
+        for ms in samples {
+            assert_eq!(format_iso(ms), strftime(ms), "{ms}");
+            let fixed = iso_fixed(ms).unwrap();
+            assert_eq!(std::str::from_utf8(&fixed).unwrap(), strftime(ms));
+        }
+        // Past year 9999 the fixed form does not apply; strftime's output is kept.
+        assert!(iso_fixed(253_402_300_800_000).is_none());
+        assert_eq!(
+            format_iso(253_402_300_800_000),
+            strftime(253_402_300_800_000)
+        );
+        assert!(iso_fixed(-62_167_219_200_001).is_none());
+    }
 
     #[test]
     fn iso_round_trip() {

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::load::{
+use common::redis_cluster::{self, RedisCluster};
+use common::store_load::{
     json, now, open_req, probe_every_bucket, read_every_bucket, since, spawn_load, user_per_bucket,
     Load,
 };
-use common::redis_cluster::{self, RedisCluster};
 use sessions::model::Millis;
 use sessions::store::redis::{RedisOptions, RedisStore, Topology};
 use sessions::store::{ListQuery, Store};

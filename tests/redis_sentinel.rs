@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::binary::Binary;
-use common::load::{
+use common::redis_sentinel::{conn, SentinelSetup, DATA_PASSWORD, MASTER, SENTINEL_PASSWORD};
+use common::store_load::{
     now, open_req, probe_every_bucket, read_every_bucket, since, spawn_load, user_per_bucket, Load,
 };
-use common::redis_sentinel::{conn, SentinelSetup, DATA_PASSWORD, MASTER, SENTINEL_PASSWORD};
 use sessions::model::bucket_of_session;
 use sessions::store::redis::{Credentials, RedisOptions, RedisStore, Secret, Topology};
 use sessions::store::{Store, StoreError};

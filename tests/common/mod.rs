@@ -3,12 +3,16 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fleet;
+pub mod haproxy;
 pub mod http;
 pub mod load;
+pub mod node;
 pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod redis_server;
 pub mod seneca;
+pub mod store_load;
 pub mod sweep_suite;
 
 use std::collections::HashMap;

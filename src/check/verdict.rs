@@ -1,0 +1,495 @@
+//! The verdicts of `sessions check`: what kind of problem a look at Redis shows, and
+//! the report that counts them. Pure functions over the rows the check scripts
+//! return (`lua/*.lua`), so every rule is unit-tested without Redis.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::model::{bucket_of_session, bucket_of_user};
+
+/// Problems listed per kind; the rest are only counted.
+const EXAMPLES: usize = 10;
+
+/// A sorted-set index and what its entries must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Index {
+    OpenActive,
+    OpenClosed,
+    Expiry,
+    Retention,
+    User { user_id: String, active: bool },
+}
+
+/// What kind of inconsistency a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// An index or reuse entry whose session hash does not exist.
+    DanglingEntry,
+    /// A session missing from an index its active flag puts it in (other than expiry).
+    MissingFromIndex,
+    /// An active session missing from the expiry index: it would never expire.
+    MissingFromExpiry,
+    /// A closed session in an active index, or an active one in a closed index.
+    InWrongIndex,
+    /// An index entry whose score is not the session's time it is sorted by.
+    WrongScore,
+    /// A user index entry of a session of another user.
+    WrongUserIndex,
+    /// A reuse entry pointing at a closed session.
+    ReuseNotActive,
+    /// A reuse entry whose key is not the reuse key of the session it points at.
+    ReuseKeyMismatch,
+    /// A session hash that is malformed (missing or bad fields, wrong bucket, not a hash).
+    BadSession,
+    /// A key under the prefix that is not part of the layout, or of the wrong type.
+    UnknownKey,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::DanglingEntry => "dangling_entry",
+            Kind::MissingFromIndex => "missing_from_index",
+            Kind::MissingFromExpiry => "missing_from_expiry",
+            Kind::InWrongIndex => "in_wrong_index",
+            Kind::WrongScore => "wrong_score",
+            Kind::WrongUserIndex => "wrong_user_index",
+            Kind::ReuseNotActive => "reuse_not_active",
+            Kind::ReuseKeyMismatch => "reuse_key_mismatch",
+            Kind::BadSession => "bad_session",
+            Kind::UnknownKey => "unknown_key",
+        }
+    }
+
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::DanglingEntry => "index or reuse entries without a session hash",
+            Kind::MissingFromIndex => "sessions missing from an index their state calls for",
+            Kind::MissingFromExpiry => "active sessions missing from the expiry index",
+            Kind::InWrongIndex => {
+                "closed sessions in active indexes or active ones in closed indexes"
+            }
+            Kind::WrongScore => "index entries whose score is not the session's time",
+            Kind::WrongUserIndex => "user index entries of another user's session",
+            Kind::ReuseNotActive => "reuse entries pointing at a closed session",
+            Kind::ReuseKeyMismatch => "reuse entries whose key is not the session's reuse key",
+            Kind::BadSession => "malformed session hashes",
+            Kind::UnknownKey => "keys under the prefix that are not part of the layout",
+        }
+    }
+}
+
+/// One problem: its kind, the key it was found at, the session id, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: Kind,
+    pub key: String,
+    pub id: String,
+    pub detail: String,
+}
+
+/// What a check saw and found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub prefix: String,
+    pub buckets: u16,
+    pub active: u64,
+    pub closed: u64,
+    /// Sorted-set index entries looked at.
+    pub index_entries: u64,
+    /// Reuse hash entries looked at.
+    pub reuse_entries: u64,
+    /// Problems by kind.
+    pub counts: BTreeMap<Kind, u64>,
+    /// The first [`EXAMPLES`] problems of each kind.
+    pub examples: Vec<Finding>,
+}
+
+impl Report {
+    /// Total problems found.
+    pub fn problems(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    pub(super) fn add(&mut self, kind: Kind, key: &str, id: &str, detail: impl Into<String>) {
+        let n = self.counts.entry(kind).or_insert(0);
+        *n += 1;
+        if *n <= EXAMPLES as u64 {
+            self.examples.push(Finding {
+                kind,
+                key: key.to_owned(),
+                id: id.to_owned(),
+                detail: detail.into(),
+            });
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "prefix {:?}: {} buckets, {} sessions ({} active, {} closed), {} index entries, {} reuse entries",
+            self.prefix,
+            self.buckets,
+            self.active + self.closed,
+            self.active,
+            self.closed,
+            self.index_entries,
+            self.reuse_entries
+        )?;
+        for (kind, n) in &self.counts {
+            writeln!(f, "{}: {n} ({})", kind.name(), kind.meaning())?;
+            for e in self.examples.iter().filter(|e| e.kind == *kind) {
+                writeln!(f, "  {} {}: {}", e.key, e.id, e.detail)?;
+            }
+        }
+        if self.counts.is_empty() {
+            writeln!(f, "OK: no problems found")
+        } else {
+            writeln!(f, "FAILED: {} problems found", self.problems())
+        }
+    }
+}
+
+pub(super) fn cell(row: &[Option<String>], i: usize) -> Option<&str> {
+    row.get(i).and_then(|c| c.as_deref())
+}
+
+/// Whether an index score (as Redis prints it) is the time field `ms`.
+fn same_time(score: &str, ms: Option<&str>) -> bool {
+    match (score.parse::<f64>(), ms.and_then(|m| m.parse::<i64>().ok())) {
+        (Ok(s), Some(m)) => (s - m as f64).abs() < 0.5,
+        _ => false,
+    }
+}
+
+/// Judges one session from its `lua/sessions.lua` row.
+pub(super) fn judge_session(
+    bucket: u16,
+    key: &str,
+    id: &str,
+    row: &[Option<String>],
+    report: &mut Report,
+) {
+    match cell(row, 0) {
+        Some("hash") => {}
+        Some("none") | None => return, // deleted since the scan
+        Some(other) => {
+            report.add(Kind::BadSession, key, id, format!("a {other}, not a hash"));
+            return;
+        }
+    }
+    let field = |i| cell(row, i);
+    let (stored_id, active, user_id) = (field(1), field(2), field(3));
+    let (open, request, close) = (field(4), field(5), field(6));
+    if stored_id != Some(id) {
+        report.add(
+            Kind::BadSession,
+            key,
+            id,
+            format!("id field is {stored_id:?}"),
+        );
+    }
+    if bucket_of_session(id) != Some(bucket) {
+        report.add(
+            Kind::BadSession,
+            key,
+            id,
+            "the id does not name this bucket",
+        );
+    }
+    let Some(user_id) = user_id else {
+        report.add(Kind::BadSession, key, id, "no user_id");
+        return;
+    };
+    if bucket_of_user(user_id) != bucket {
+        report.add(
+            Kind::BadSession,
+            key,
+            id,
+            "the user_id belongs to another bucket",
+        );
+    }
+    let active = match active {
+        Some("1") => true,
+        Some("0") => false,
+        other => {
+            report.add(Kind::BadSession, key, id, format!("active is {other:?}"));
+            return;
+        }
+    };
+    for (name, value) in [("open_time", open), ("request_time", request)] {
+        if value.and_then(|v| v.parse::<i64>().ok()).is_none() {
+            report.add(Kind::BadSession, key, id, format!("{name} is {value:?}"));
+        }
+    }
+    if !active && close.and_then(|v| v.parse::<i64>().ok()).is_none() {
+        report.add(
+            Kind::BadSession,
+            key,
+            id,
+            format!("closed, close_time is {close:?}"),
+        );
+    }
+    if active {
+        report.active += 1;
+    } else {
+        report.closed += 1;
+    }
+    // (index name, score cell, whether it holds active sessions, time it is sorted by)
+    let indexes = [
+        ("ua", 7, true, open),
+        ("uc", 8, false, open),
+        ("oa", 9, true, open),
+        ("oc", 10, false, open),
+        ("exp", 11, true, request),
+        ("ret", 12, false, close),
+    ];
+    for (name, i, holds_active, time) in indexes {
+        let score = field(i);
+        let state = if active { "active" } else { "closed" };
+        match (holds_active == active, score) {
+            (true, None) if name == "exp" => {
+                report.add(Kind::MissingFromExpiry, key, id, "active, not in exp")
+            }
+            (true, None) => report.add(
+                Kind::MissingFromIndex,
+                key,
+                id,
+                format!("{state}, not in {name}"),
+            ),
+            (true, Some(s)) if !same_time(s, time) => report.add(
+                Kind::WrongScore,
+                key,
+                id,
+                format!("score {s} in {name}, session time {time:?}"),
+            ),
+            (true, Some(_)) | (false, None) => {}
+            (false, Some(_)) => report.add(
+                Kind::InWrongIndex,
+                key,
+                id,
+                format!("{state}, but in {name}"),
+            ),
+        }
+    }
+}
+
+/// Judges one sorted-set index entry from its `lua/entries.lua` or `lua/users.lua` row. State mismatches
+/// (a closed session in an active index) are the session side's to report.
+pub(super) fn judge_entry(
+    key: &str,
+    index: &Index,
+    id: &str,
+    row: &[Option<String>],
+    report: &mut Report,
+) {
+    if cell(row, 0) != Some("1") {
+        return; // removed since the scan
+    }
+    match cell(row, 1) {
+        Some("none") | None => {
+            report.add(Kind::DanglingEntry, key, id, "no session hash");
+            return;
+        }
+        Some("hash") => {}
+        Some(_) => return, // reported as a bad session
+    }
+    if let Index::User { user_id, .. } = index {
+        let owner = cell(row, 3);
+        if owner != Some(user_id.as_str()) {
+            report.add(
+                Kind::WrongUserIndex,
+                key,
+                id,
+                format!("the session's user_id is {owner:?}"),
+            );
+        }
+    }
+}
+
+/// Judges one reuse entry from its `lua/reuse.lua` row.
+pub(super) fn judge_reuse(
+    key: &str,
+    rk: &str,
+    id: &str,
+    row: &[Option<String>],
+    report: &mut Report,
+) {
+    if cell(row, 0) != Some("1") {
+        return; // changed since the scan
+    }
+    match cell(row, 1) {
+        Some("none") | None => {
+            report.add(
+                Kind::DanglingEntry,
+                key,
+                id,
+                format!("reuse entry {rk} without a session hash"),
+            );
+            return;
+        }
+        Some("hash") => {}
+        Some(_) => return,
+    }
+    if cell(row, 2) != Some("1") {
+        report.add(
+            Kind::ReuseNotActive,
+            key,
+            id,
+            format!("reuse entry {rk} points at a closed session"),
+        );
+    }
+    let session_rk = cell(row, 3);
+    if session_rk != Some(rk) {
+        report.add(
+            Kind::ReuseKeyMismatch,
+            key,
+            id,
+            format!("entry {rk}, session reuse key {session_rk:?}"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cells: &[Option<&str>]) -> Vec<Option<String>> {
+        cells.iter().map(|c| c.map(str::to_owned)).collect()
+    }
+
+    /// A consistent active session row of `id` (bucket from the id) for user `u`.
+    fn active_row(id: &str, user: &str) -> Vec<Option<String>> {
+        let t = Some("1700000000000");
+        row(&[
+            Some("hash"),
+            Some(id),
+            Some("1"),
+            Some(user),
+            t,
+            Some("1700000000500"),
+            None,
+            t,
+            None,
+            t,
+            None,
+            Some("1700000000500"),
+            None,
+        ])
+    }
+
+    fn user_in(bucket: u16) -> String {
+        (0..)
+            .map(|i| format!("u{i}"))
+            .find(|u| bucket_of_user(u) == bucket)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_consistent_session_passes() {
+        let user = user_in(5);
+        let id = format!("05{}", "0".repeat(30));
+        let mut r = Report::default();
+        judge_session(5, "k", &id, &active_row(&id, &user), &mut r);
+        assert_eq!(r.problems(), 0, "{:?}", r.examples);
+        assert_eq!(r.active, 1);
+    }
+
+    #[test]
+    fn index_problems_are_named() {
+        let user = user_in(5);
+        let id = format!("05{}", "0".repeat(30));
+        let mut bad = active_row(&id, &user);
+        bad[11] = None; // not in exp
+        bad[12] = Some("1".into()); // in ret
+        bad[9] = Some("5".into()); // oa score off
+        bad[7] = None; // not in ua
+        let mut r = Report::default();
+        judge_session(5, "k", &id, &bad, &mut r);
+        assert_eq!(r.counts.get(&Kind::MissingFromExpiry), Some(&1));
+        assert_eq!(r.counts.get(&Kind::InWrongIndex), Some(&1));
+        assert_eq!(r.counts.get(&Kind::WrongScore), Some(&1));
+        assert_eq!(r.counts.get(&Kind::MissingFromIndex), Some(&1));
+        assert_eq!(r.problems(), 4);
+    }
+
+    #[test]
+    fn wrong_bucket_and_gone_sessions() {
+        let user = user_in(6);
+        let id = format!("05{}", "0".repeat(30));
+        let mut r = Report::default();
+        judge_session(5, "k", &id, &active_row(&id, &user), &mut r);
+        assert_eq!(r.counts.get(&Kind::BadSession), Some(&1));
+        let mut r = Report::default();
+        judge_session(5, "k", &id, &row(&[Some("none")]), &mut r);
+        assert_eq!(
+            r.problems() + r.active + r.closed,
+            0,
+            "a session deleted since the scan is skipped"
+        );
+    }
+
+    #[test]
+    fn entries_and_reuse_are_judged() {
+        let mut r = Report::default();
+        let user = Index::User {
+            user_id: "u".into(),
+            active: true,
+        };
+        judge_entry(
+            "ua",
+            &user,
+            "x",
+            &row(&[Some("1"), Some("none"), None, None]),
+            &mut r,
+        );
+        judge_entry(
+            "ua",
+            &user,
+            "y",
+            &row(&[Some("1"), Some("hash"), Some("1"), Some("v")]),
+            &mut r,
+        );
+        judge_entry(
+            "ua",
+            &user,
+            "z",
+            &row(&[Some("0"), Some("none"), None, None]),
+            &mut r,
+        );
+        judge_reuse(
+            "reuse",
+            "rk",
+            "a",
+            &row(&[Some("1"), Some("hash"), Some("0"), Some("rk")]),
+            &mut r,
+        );
+        judge_reuse(
+            "reuse",
+            "rk",
+            "b",
+            &row(&[Some("1"), Some("hash"), Some("1"), Some("other")]),
+            &mut r,
+        );
+        judge_reuse(
+            "reuse",
+            "rk",
+            "c",
+            &row(&[Some("1"), Some("none"), None, None]),
+            &mut r,
+        );
+        assert_eq!(r.counts.get(&Kind::DanglingEntry), Some(&2));
+        assert_eq!(r.counts.get(&Kind::WrongUserIndex), Some(&1));
+        assert_eq!(r.counts.get(&Kind::ReuseNotActive), Some(&1));
+        assert_eq!(r.counts.get(&Kind::ReuseKeyMismatch), Some(&1));
+    }
+
+    #[test]
+    fn scores_compare_as_times() {
+        assert!(same_time("1700000000000", Some("1700000000000")));
+        assert!(!same_time("1700000000001", Some("1700000000000")));
+        assert!(!same_time("1", None));
+    }
+}

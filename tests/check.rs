@@ -1,0 +1,233 @@
+//! `sessions check` (the built binary) against a throwaway redis-server: a dataset
+//! written by the service is clean, also while writes go on; hand-made breakage
+//! (a deleted hash, index entries removed or added with ZREM / ZADD) is reported by
+//! kind with exit code 1; no Redis is exit code 2.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fleet::{run_check, run_check_with, CheckRun};
+use common::redis_server::RedisServer;
+use common::seneca::Client;
+use serde_json::{json, Value};
+
+async fn check(url: &str, prefix: &str) -> CheckRun {
+    let (url, prefix) = (url.to_string(), prefix.to_string());
+    tokio::task::spawn_blocking(move || run_check(&url, &prefix))
+        .await
+        .unwrap()
+}
+
+/// The key of a session hash (the bucket is the id's first two hex digits).
+fn hash_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}:{{{}}}:s:{id}", &id[..2])
+}
+
+fn index_key(prefix: &str, id: &str, index: &str) -> String {
+    format!("{prefix}:{{{}}}:{index}", &id[..2])
+}
+
+/// Opens `n` sessions (users u0.., data), closes every third; returns the sessions.
+async fn populate(c: &mut Client, n: usize) -> (Vec<Value>, Vec<Value>) {
+    let (mut active, mut closed) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let s = c
+            .call(
+                json!({"cmd": "open_session", "user_id": format!("u{i}"), "client": "web",
+                         "address": "10.0.0.1", "data": {"i": i}}),
+            )
+            .await;
+        if i % 3 == 0 {
+            closed.push(
+                c.call(json!({"cmd": "close_session", "session_id": s["id"]}))
+                    .await,
+            );
+        } else {
+            active.push(s);
+        }
+    }
+    (active, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_data_passes_and_breakage_is_reported_by_kind() {
+    let redis = RedisServer::start();
+    let prefix = common::unique_prefix("check");
+    let url = redis.url();
+
+    let empty = check(&url, &prefix).await;
+    assert_eq!(empty.code, Some(0), "{empty:?}");
+    assert!(empty.stdout.contains("0 sessions"), "{}", empty.stdout);
+
+    let app = common::spawn_app(&[("REDIS_URL", &url), ("SESSIONS_KEY_PREFIX", &prefix)]).await;
+    let mut c = Client::connect(app.seneca_addr).await;
+    let (active, closed) = populate(&mut c, 30).await;
+    // A second session of one user, another deleted, another with new data.
+    c.call(json!({"cmd": "open_session", "user_id": "u1", "client": "mobile"}))
+        .await;
+    let gone = c
+        .call(json!({"cmd": "open_session", "user_id": "u-deleted"}))
+        .await;
+    c.call(json!({"cmd": "delete_session_by_id", "session_id": gone["id"]}))
+        .await;
+    c.call(json!({"cmd": "store_session_data", "session_id": active[0]["id"], "data": {"x": 1}}))
+        .await;
+    assert_eq!((active.len(), closed.len()), (20, 10));
+    // A user with more sessions than the checker reads in one go from a user index.
+    let mut big = Vec::new();
+    for i in 0..105 {
+        big.push(
+            c.call(json!({"cmd": "open_session", "user_id": "big", "client": format!("c{i}")}))
+                .await,
+        );
+    }
+
+    let clean = check(&url, &prefix).await;
+    println!("{}{}", clean.stdout, clean.stderr);
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    assert!(
+        clean
+            .stdout
+            .contains("136 sessions (126 active, 10 closed)"),
+        "{}",
+        clean.stdout
+    );
+    assert!(clean.stdout.contains("OK: no problems found"));
+
+    // Another prefix on the same Redis is not looked at.
+    let other = check(&url, &format!("{prefix}x")).await;
+    assert!(other.stdout.contains("0 sessions"), "{}", other.stdout);
+
+    // Breakage, one kind at a time.
+    let id = |s: &Value| s["id"].as_str().unwrap().to_string();
+    let (a0, a1) = (id(&active[1]), id(&active[2]));
+    let (c0, c1, c2) = (id(&closed[0]), id(&closed[1]), id(&closed[2]));
+    // The hash of an active session: its user, open-time, expiry and reuse entries dangle.
+    assert_eq!(
+        redis.command(&format!("DEL {}", hash_key(&prefix, &a0))),
+        ":1"
+    );
+    // The same for one of the big user's sessions.
+    let b0 = id(&big[50]);
+    assert_eq!(
+        redis.command(&format!("DEL {}", hash_key(&prefix, &b0))),
+        ":1"
+    );
+    // An active session out of the expiry index.
+    assert_eq!(
+        redis.command(&format!("ZREM {} {a1}", index_key(&prefix, &a1, "exp"))),
+        ":1"
+    );
+    // A closed session out of its user's closed index (user u3 of closed[1]).
+    assert_eq!(
+        redis.command(&format!("ZREM {} {c1}", index_key(&prefix, &c1, "uc:u3"))),
+        ":1"
+    );
+    // A closed session in the active open-time index.
+    assert_eq!(
+        redis.command(&format!("ZADD {} 1 {c0}", index_key(&prefix, &c0, "oa"))),
+        ":1"
+    );
+    // A closed session's retention entry with a wrong score.
+    assert_eq!(
+        redis.command(&format!("ZADD {} 5 {c2}", index_key(&prefix, &c2, "ret"))),
+        ":0"
+    );
+
+    let broken = check(&url, &prefix).await;
+    println!("{}{}", broken.stdout, broken.stderr);
+    assert_eq!(broken.code, Some(1), "{broken:?}");
+    let out = &broken.stdout;
+    for (line, id) in [
+        ("dangling_entry: 8 ", &a0),
+        ("dangling_entry: 8 ", &b0),
+        ("missing_from_expiry: 1 ", &a1),
+        ("missing_from_index: 1 ", &c1),
+        ("in_wrong_index: 1 ", &c0),
+        ("wrong_score: 1 ", &c2),
+    ] {
+        assert!(out.contains(line), "expected {line:?} in:\n{out}");
+        assert!(out.contains(id.as_str()), "expected {id} named in:\n{out}");
+    }
+    assert!(out.contains("FAILED: 12 problems found"), "{out}");
+    app.shutdown();
+}
+
+/// Writes by the service go on while the check runs: each look is one atomic
+/// snapshot per batch, so a live dataset is reported clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_during_writes_reports_no_false_problems() {
+    let redis = RedisServer::start();
+    let prefix = common::unique_prefix("check-live");
+    let url = redis.url();
+    let app = common::spawn_app(&[("REDIS_URL", &url), ("SESSIONS_KEY_PREFIX", &prefix)]).await;
+    let mut c = Client::connect(app.seneca_addr).await;
+    populate(&mut c, 200).await;
+
+    let addr = app.seneca_addr;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = done.clone();
+    let writer = tokio::spawn(async move {
+        let mut c = Client::connect(addr).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut n = 0u64;
+        // Open, write, close and delete, round and round, until told to stop.
+        while Instant::now() < deadline && n < 100_000 {
+            let s = c
+                .call(json!({"cmd": "open_session", "user_id": format!("w{}", n % 500)}))
+                .await;
+            c.call(json!({"cmd": "store_session_data", "session_id": s["id"], "data": n}))
+                .await;
+            if n.is_multiple_of(2) {
+                c.call(json!({"cmd": "close_session", "session_id": s["id"]}))
+                    .await;
+            }
+            if n.is_multiple_of(3) {
+                c.call(json!({"cmd": "delete_session_by_id", "session_id": s["id"]}))
+                    .await;
+            }
+            n += 1;
+            progress.store(n, Ordering::SeqCst);
+            if n.is_multiple_of(64) {
+                tokio::task::yield_now().await;
+            }
+        }
+        n
+    });
+    // Let the writer get going, then check while it runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while done.load(Ordering::SeqCst) < 50 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = done.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        let run = check(&url, &prefix).await;
+        assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    }
+    let during = done.load(Ordering::SeqCst) - before;
+    println!("{during} write rounds ran during the checks");
+    assert!(
+        during > 0,
+        "the writer made no progress while the checks ran"
+    );
+    writer.abort();
+    app.shutdown();
+}
+
+#[test]
+fn without_redis_the_check_fails_with_code_2() {
+    let unset = run_check_with(&[]);
+    assert_eq!(unset.code, Some(2), "{unset:?}");
+    assert!(unset.stderr.contains("REDIS_URL"), "{}", unset.stderr);
+
+    let port = common::free_port();
+    let down = run_check(&format!("redis://127.0.0.1:{port}/"), "sessions");
+    assert_eq!(down.code, Some(2), "{down:?}");
+    assert!(down.stderr.contains("Redis"), "{}", down.stderr);
+
+    let bad_prefix = run_check(&format!("redis://127.0.0.1:{port}/"), "a{b}");
+    assert_eq!(bad_prefix.code, Some(2), "{bad_prefix:?}");
+}
