@@ -1,7 +1,7 @@
 //! A store-level write load for failover tests (the wire-level one is `load.rs`):
-//! workers that open sessions and rewrite their
-//! data while recording what Redis acknowledged, and probes that tell when every
-//! bucket (so every slot) is readable and writable again.
+//! workers that open sessions and rewrite their data while recording what Redis
+//! acknowledged, and probes that tell when every bucket (so every slot) is readable
+//! and writable again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
