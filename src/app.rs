@@ -21,7 +21,7 @@ use crate::observe::MetricsObserver;
 use crate::server::{self, ServerLimits};
 use crate::service::Service;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::redis::{split_urls, RedisOptions, RedisStore, TlsPem};
 use crate::store::AnyStore;
 use crate::telemetry::mask_url;
 use crate::{gauges, sweeper};
@@ -90,17 +90,45 @@ pub fn build_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<AnyStore, Sta
             Ok(AnyStore::Memory(MemoryStore::new()))
         }
         Some(url) => {
-            tracing::info!(url = %mask_url(url), prefix = %cfg.key_prefix, "using Redis");
+            let urls: Vec<String> = split_urls(url).map(mask_url).collect();
+            tracing::info!(
+                url = %urls.join(","),
+                topology = ?cfg.redis_topology,
+                prefix = %cfg.key_prefix,
+                "using Redis"
+            );
             let store = RedisStore::new(RedisOptions {
                 url: url.clone(),
                 prefix: cfg.key_prefix.clone(),
                 timeout: cfg.request_timeout,
                 connections: cfg.redis_connections,
+                topology: cfg.redis_topology.clone(),
+                auth: cfg.redis_auth.clone(),
+                sentinel_auth: cfg.redis_sentinel_auth.clone(),
+                tls: tls_files(cfg)?,
+                wait_replicas: cfg.redis_wait_replicas,
             })
             .map_err(|e| StartError::Store(mask_url(&e.to_string())))?;
             Ok(AnyStore::Redis(Instrumented::new(store, metrics.clone())))
         }
     }
+}
+
+/// Reads the TLS files the configuration names.
+fn tls_files(cfg: &Config) -> Result<TlsPem, StartError> {
+    let read = |path: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>, StartError> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read(p)
+                    .map_err(|e| StartError::Store(format!("cannot read {}: {e}", p.display())))
+            })
+            .transpose()
+    };
+    Ok(TlsPem {
+        ca: read(&cfg.redis_ca_file)?,
+        client_cert: read(&cfg.redis_client_cert_file)?,
+        client_key: read(&cfg.redis_client_key_file)?,
+    })
 }
 
 /// Starts the service on the configured addresses.

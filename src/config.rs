@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::store::redis::{Credentials, Secret, Topology};
 pub use crate::telemetry::LogFormat;
 
 /// Where settings come from: the process environment, or a map in tests.
@@ -57,8 +59,29 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `SESSIONS_ADMIN_LISTEN`: the admin HTTP listener (/metrics, /live, /ready).
     pub admin_listen: SocketAddr,
-    /// `REDIS_URL`: unset means the embedded in-process store.
+    /// `REDIS_URL`: unset means the embedded in-process store. One URL in standalone
+    /// mode; seed nodes (cluster) or sentinels (sentinel), separated by commas.
     pub redis_url: Option<String>,
+    /// `SESSIONS_REDIS_MODE` (`standalone`, `cluster`, `sentinel`), with
+    /// `SESSIONS_REDIS_SENTINEL_MASTER` for sentinel.
+    pub redis_topology: Topology,
+    /// `REDIS_USERNAME` / `REDIS_PASSWORD`: the data nodes' ACL user and password,
+    /// overriding those in `REDIS_URL`. Like `REDIS_URL`, and unlike the `SESSIONS_*`
+    /// settings, these are credentials, meant to come from a secret store.
+    pub redis_auth: Credentials,
+    /// `REDIS_SENTINEL_USERNAME` / `REDIS_SENTINEL_PASSWORD`: the sentinels' user and
+    /// password, overriding those in the sentinel URLs.
+    pub redis_sentinel_auth: Credentials,
+    /// `SESSIONS_REDIS_CA_FILE`: PEM CA certificates trusted for `rediss://` instead of
+    /// the system roots.
+    pub redis_ca_file: Option<PathBuf>,
+    /// `SESSIONS_REDIS_CLIENT_CERT_FILE` / `SESSIONS_REDIS_CLIENT_KEY_FILE`: PEM client
+    /// certificate and key for Redis servers that require them (mutual TLS).
+    pub redis_client_cert_file: Option<PathBuf>,
+    pub redis_client_key_file: Option<PathBuf>,
+    /// `SESSIONS_REDIS_WAIT_REPLICAS`: acknowledge a write only once this many
+    /// replicas have it (Redis WAIT); 0 does not wait.
+    pub redis_wait_replicas: u32,
     /// `SESSIONS_KEY_PREFIX`: prefix of every Redis key.
     pub key_prefix: String,
     /// `SESSIONS_REDIS_CONNECTIONS`: multiplexed Redis connections per replica.
@@ -115,23 +138,19 @@ impl Config {
             });
         }
         let redis_url = r.src.get("REDIS_URL").filter(|s| !s.trim().is_empty());
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://")
-                || url.starts_with("unix://"))
-            {
-                return Err(ConfigError {
-                    variable: "REDIS_URL",
-                    message: "must start with redis://, rediss:// or unix://".into(),
-                });
-            }
-        }
+        let redis = r.redis(redis_url.as_deref())?;
         let retention = r.duration("SESSIONS_RETENTION", Duration::from_secs(30 * 86_400))?;
         let cfg = Config {
             listen: r.addr("SESSIONS_LISTEN", "0.0.0.0:8807")?,
             admin_listen: r.addr("SESSIONS_ADMIN_LISTEN", "0.0.0.0:9807")?,
             redis_url,
+            redis_topology: redis.topology,
+            redis_auth: redis.auth,
+            redis_sentinel_auth: redis.sentinel_auth,
+            redis_ca_file: redis.ca_file,
+            redis_client_cert_file: redis.client_cert_file,
+            redis_client_key_file: redis.client_key_file,
+            redis_wait_replicas: redis.wait_replicas,
             key_prefix,
             redis_connections: r.number("SESSIONS_REDIS_CONNECTIONS", 4, 1, 256)?,
             request_timeout: r.duration("SESSIONS_REQUEST_TIMEOUT", Duration::from_secs(2))?,
@@ -292,6 +311,144 @@ impl Reader<'_> {
     }
 }
 
+/// The Redis connection settings besides the URL, read together because they are
+/// checked against each other and against the URL.
+struct RedisSettings {
+    topology: Topology,
+    auth: Credentials,
+    sentinel_auth: Credentials,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
+    wait_replicas: u32,
+}
+
+impl Reader<'_> {
+    fn redis(&self, url: Option<&str>) -> Result<RedisSettings, ConfigError> {
+        let err = |variable: &'static str, message: String| ConfigError { variable, message };
+        let mode = self.string("SESSIONS_REDIS_MODE", "standalone");
+        let topology = match mode.to_ascii_lowercase().as_str() {
+            "standalone" => Topology::Standalone,
+            "cluster" => Topology::Cluster,
+            "sentinel" => Topology::Sentinel {
+                master: self.raw("SESSIONS_REDIS_SENTINEL_MASTER").ok_or_else(|| {
+                    err(
+                        "SESSIONS_REDIS_SENTINEL_MASTER",
+                        "is required when SESSIONS_REDIS_MODE is sentinel (the name the \
+                         sentinels monitor the primary under)"
+                            .into(),
+                    )
+                })?,
+            },
+            _ => {
+                return Err(err(
+                    "SESSIONS_REDIS_MODE",
+                    format!("{mode:?} is not standalone, cluster or sentinel"),
+                ))
+            }
+        };
+        let urls: Vec<&str> = url
+            .map(|u| crate::store::redis::split_urls(u).collect())
+            .unwrap_or_default();
+        if url.is_some() && urls.is_empty() {
+            return Err(err("REDIS_URL", "holds no URL".into()));
+        }
+        if url.is_none() && topology != Topology::Standalone {
+            return Err(err(
+                "REDIS_URL",
+                format!("is required when SESSIONS_REDIS_MODE is {mode}"),
+            ));
+        }
+        let several = topology != Topology::Standalone;
+        if urls.len() > 1 && !several {
+            return Err(err(
+                "REDIS_URL",
+                "holds several URLs; set SESSIONS_REDIS_MODE to cluster or sentinel".into(),
+            ));
+        }
+        for u in &urls {
+            let unix = u.starts_with("unix://") || u.starts_with("redis+unix://");
+            if !(u.starts_with("redis://") || u.starts_with("rediss://") || (unix && !several)) {
+                let allowed = if several {
+                    "redis:// or rediss://"
+                } else {
+                    "redis://, rediss:// or unix://"
+                };
+                return Err(err(
+                    "REDIS_URL",
+                    format!("every URL must start with {allowed}"),
+                ));
+            }
+            crate::store::redis::check_url(u).map_err(|m| err("REDIS_URL", m))?;
+        }
+        let tls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
+        if tls != 0 && tls != urls.len() {
+            return Err(err(
+                "REDIS_URL",
+                "mixes rediss:// and redis://; use one for every node".into(),
+            ));
+        }
+        let credentials = |user: &str, password: &str| Credentials {
+            username: self.raw(user),
+            password: self
+                .src
+                .get(password)
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
+        };
+        let file = |name: &'static str| -> Result<Option<PathBuf>, ConfigError> {
+            let Some(path) = self.raw(name).map(PathBuf::from) else {
+                return Ok(None);
+            };
+            match std::fs::File::open(&path) {
+                Ok(_) => Ok(Some(path)),
+                Err(e) => Err(err(name, format!("cannot read {}: {e}", path.display()))),
+            }
+        };
+        let ca_file = file("SESSIONS_REDIS_CA_FILE")?;
+        let client_cert_file = file("SESSIONS_REDIS_CLIENT_CERT_FILE")?;
+        let client_key_file = file("SESSIONS_REDIS_CLIENT_KEY_FILE")?;
+        match (&client_cert_file, &client_key_file) {
+            (Some(_), None) => {
+                return Err(err(
+                    "SESSIONS_REDIS_CLIENT_KEY_FILE",
+                    "is required with SESSIONS_REDIS_CLIENT_CERT_FILE".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "SESSIONS_REDIS_CLIENT_CERT_FILE",
+                    "is required with SESSIONS_REDIS_CLIENT_KEY_FILE".into(),
+                ))
+            }
+            _ => {}
+        }
+        for (variable, set) in [
+            ("SESSIONS_REDIS_CA_FILE", ca_file.is_some()),
+            (
+                "SESSIONS_REDIS_CLIENT_CERT_FILE",
+                client_cert_file.is_some(),
+            ),
+        ] {
+            if set && tls == 0 {
+                return Err(err(
+                    variable,
+                    "is set, but REDIS_URL does not use TLS (rediss://)".into(),
+                ));
+            }
+        }
+        Ok(RedisSettings {
+            topology,
+            auth: credentials("REDIS_USERNAME", "REDIS_PASSWORD"),
+            sentinel_auth: credentials("REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"),
+            ca_file,
+            client_cert_file,
+            client_key_file,
+            wait_replicas: self.number("SESSIONS_REDIS_WAIT_REPLICAS", 0, 0, 64)? as u32,
+        })
+    }
+}
+
 fn split_unit<'a>(v: &'a str, units: &[(&str, usize)]) -> (&'a str, usize) {
     for (suffix, mult) in units {
         if let Some(d) = v.strip_suffix(suffix) {
@@ -399,6 +556,116 @@ mod tests {
             assert_eq!(err.variable, var, "{err}");
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn redis_topologies() {
+        let c = cfg(&[("REDIS_URL", "redis://h:6379")]).unwrap();
+        assert_eq!(c.redis_topology, Topology::Standalone);
+        assert_eq!(c.redis_wait_replicas, 0);
+        let c = cfg(&[
+            ("REDIS_URL", "redis://a:7000, redis://b:7001"),
+            ("SESSIONS_REDIS_MODE", "cluster"),
+            ("SESSIONS_REDIS_WAIT_REPLICAS", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_topology, Topology::Cluster);
+        assert_eq!(c.redis_wait_replicas, 1);
+        let c = cfg(&[
+            ("REDIS_URL", "redis://:spw@s1:26379,redis://:spw@s2:26379"),
+            ("SESSIONS_REDIS_MODE", "Sentinel"),
+            ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
+            ("REDIS_USERNAME", "app"),
+            ("REDIS_PASSWORD", "datapw"),
+            ("REDIS_SENTINEL_PASSWORD", "sentpw"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis_topology,
+            Topology::Sentinel {
+                master: "mymaster".into()
+            }
+        );
+        assert_eq!(c.redis_auth.username.as_deref(), Some("app"));
+        assert_eq!(
+            c.redis_auth.password.as_ref().map(Secret::expose),
+            Some("datapw")
+        );
+        assert_eq!(
+            c.redis_sentinel_auth.password.as_ref().map(Secret::expose),
+            Some("sentpw")
+        );
+        // Passwords never show in a printed configuration.
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("datapw") && !printed.contains("sentpw"));
+    }
+
+    #[test]
+    fn invalid_redis_settings_name_the_variable() {
+        for (pairs, var) in [
+            (
+                &[("REDIS_URL", "redis://h"), ("SESSIONS_REDIS_MODE", "ring")][..],
+                "SESSIONS_REDIS_MODE",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "redis://h"),
+                    ("SESSIONS_REDIS_MODE", "sentinel"),
+                ][..],
+                "SESSIONS_REDIS_SENTINEL_MASTER",
+            ),
+            (&[("SESSIONS_REDIS_MODE", "cluster")][..], "REDIS_URL"),
+            (&[("REDIS_URL", "redis://a,redis://b")][..], "REDIS_URL"),
+            (
+                &[
+                    ("REDIS_URL", "rediss://a,redis://b"),
+                    ("SESSIONS_REDIS_MODE", "cluster"),
+                ][..],
+                "REDIS_URL",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "unix:///tmp/r.sock"),
+                    ("SESSIONS_REDIS_MODE", "cluster"),
+                ][..],
+                "REDIS_URL",
+            ),
+            (&[("REDIS_URL", "redis://h:notaport")][..], "REDIS_URL"),
+            (
+                &[
+                    ("REDIS_URL", "redis://h"),
+                    ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
+                ][..],
+                "SESSIONS_REDIS_CA_FILE",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "rediss://h"),
+                    ("SESSIONS_REDIS_CA_FILE", "/nonexistent/ca.pem"),
+                ][..],
+                "SESSIONS_REDIS_CA_FILE",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "rediss://h"),
+                    ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
+                ][..],
+                "SESSIONS_REDIS_CLIENT_KEY_FILE",
+            ),
+            (
+                &[
+                    ("REDIS_URL", "redis://h"),
+                    ("SESSIONS_REDIS_WAIT_REPLICAS", "-1"),
+                ][..],
+                "SESSIONS_REDIS_WAIT_REPLICAS",
+            ),
+        ] {
+            let err = cfg(pairs).unwrap_err();
+            assert_eq!(err.variable, var, "{pairs:?}: {err}");
+        }
+        // A URL's password never shows in the error.
+        let err = cfg(&[("REDIS_URL", "redis://u:hunter2@h:notaport")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

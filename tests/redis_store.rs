@@ -25,6 +25,7 @@ fn options(server: &RedisServer, prefix: &str) -> RedisOptions {
         prefix: prefix.to_owned(),
         timeout: Duration::from_secs(2),
         connections: 2,
+        ..RedisOptions::default()
     }
 }
 
@@ -889,4 +890,61 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
         RedisStore::new(RedisOptions::default()),
         Err(StoreError::Internal(_))
     ));
+}
+
+#[tokio::test]
+async fn a_primary_demoted_to_replica_is_unavailable_until_promoted_again() {
+    let other = RedisServer::start();
+    let server = RedisServer::start();
+    let s = store(&server, &common::unique_prefix("demoted"));
+    let id = s.open(open_req("u", T0)).await.unwrap().session.id;
+    // Demoted (as a managed service or an operator does on failover): the
+    // connection stays open, and every write is answered READONLY.
+    assert_eq!(
+        server.command(&format!("REPLICAOF 127.0.0.1 {}", other.port)),
+        "+OK"
+    );
+    let e = s
+        .store_data(&id, Some(json("[2]")), T0 + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let e = s.open(open_req("v", T0 + 2)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    // Promoted again: writes work at once, on the same store.
+    assert_eq!(server.command("REPLICAOF NO ONE"), "+OK");
+    s.open(open_req("w", T0 + 3)).await.unwrap();
+}
+
+#[tokio::test]
+async fn with_wait_a_write_is_acknowledged_only_once_a_replica_has_it() {
+    let server = RedisServer::start();
+    let prefix = common::unique_prefix("wait");
+    let s = RedisStore::new(RedisOptions {
+        wait_replicas: 1,
+        ..options(&server, &prefix)
+    })
+    .unwrap();
+    // No replica: the write happens on the primary but is not acknowledged.
+    let e = s.open(open_req("u", T0)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    // Sync the replica at once rather than after the default 5 s wait for others.
+    assert_eq!(
+        server.command("CONFIG SET repl-diskless-sync-delay 0"),
+        "+OK"
+    );
+    let _replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &server.port.to_string()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let opened = loop {
+        match s.open(open_req("u", T0 + 1)).await {
+            Ok(o) => break o,
+            Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    // The retry found the session the unacknowledged write had opened.
+    assert!(opened.reused);
+    s.close(&opened.session.id, T0 + 2).await.unwrap();
 }

@@ -1,5 +1,6 @@
 //! The command semantics of DESIGN.md §3, one suite run against every store:
-//! the embedded store and Redis (a real redis-server on a free port per test).
+//! the embedded store, Redis (a real redis-server on a free port per test) and a
+//! Redis Cluster (six redis-server processes, shared by the tests that overlap).
 //! Commands are driven in-process through `commands::execute`, the same path the
 //! wire takes after parsing.
 
@@ -141,6 +142,14 @@ macro_rules! suite {
                 }
             )*
         }
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::cases::$name(super::T::new(super::fixtures::cluster())).await;
+                }
+            )*
+        }
     };
 }
 
@@ -149,7 +158,7 @@ mod fixtures {
     use common::redis_server::RedisServer;
     use sessions::instrumented::Instrumented;
     use sessions::store::memory::MemoryStore;
-    use sessions::store::redis::{RedisOptions, RedisStore};
+    use sessions::store::redis::{RedisOptions, RedisStore, Topology};
 
     /// A Redis store on its own redis-server (stopped when the test ends).
     pub fn redis() -> Fixture {
@@ -159,12 +168,32 @@ mod fixtures {
             prefix: common::unique_prefix("semantics"),
             timeout: Duration::from_secs(5),
             connections: 2,
+            ..RedisOptions::default()
         })
         .expect("redis store");
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         Fixture {
             store: Arc::new(AnyStore::Redis(Instrumented::new(store, metrics))),
             _guard: Some(Box::new(server)),
+        }
+    }
+
+    /// A Redis store on a Redis Cluster (three primaries, three replicas) shared by
+    /// the cluster tests that run at the same time, under a prefix of its own.
+    pub fn cluster() -> Fixture {
+        let cluster = common::redis_cluster::shared();
+        let store = RedisStore::new(RedisOptions {
+            url: cluster.urls(),
+            prefix: common::unique_prefix("semantics"),
+            timeout: Duration::from_secs(5),
+            topology: Topology::Cluster,
+            ..RedisOptions::default()
+        })
+        .expect("redis cluster store");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        Fixture {
+            store: Arc::new(AnyStore::Redis(Instrumented::new(store, metrics))),
+            _guard: Some(Box::new(cluster)),
         }
     }
 

@@ -35,6 +35,7 @@ mod redis {
             prefix: common::unique_prefix("sweep"),
             timeout: Duration::from_secs(5),
             connections: 2,
+            ..RedisOptions::default()
         })
         .expect("redis store")
     }

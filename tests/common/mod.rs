@@ -8,8 +8,11 @@ pub mod haproxy;
 pub mod http;
 pub mod load;
 pub mod node;
+pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod seneca;
+pub mod store_load;
 pub mod sweep_suite;
 
 use std::collections::HashMap;

@@ -1,33 +1,46 @@
-//! Redis I/O: a few multiplexed connections used round-robin, and [`Redis::send`], the
+//! Redis I/O: the connections of the configured topology and [`Redis::send`], the
 //! single function every request to Redis goes through. That is where the deadline is
-//! enforced and Redis errors become [`StoreError`]s, and the place for command metrics
-//! (latency, errors) when they are added.
+//! enforced, where a request is sent again when that is safe, where the topology
+//! learns that its primary changed, and where Redis errors become [`StoreError`]s; and
+//! the place for command metrics (latency, errors) when they are added.
 //!
-//! Connections are `redis::aio::ConnectionManager`s created lazily: building the store
-//! never waits for Redis, a dead connection is replaced in the background on the next
-//! use, and every call is cut off at its deadline, so a slow or absent Redis yields
-//! [`StoreError::Unavailable`] in time and the store recovers by itself when Redis is
-//! back.
+//! Topologies (chosen by [`Topology`]):
+//! - standalone (`standalone.rs`): `ConnectionManager`s to one address;
+//! - cluster (`cluster.rs`): the redis crate's cluster client, batches split per slot;
+//! - sentinel (`sentinel.rs`): connections to the primary Sentinel names,
+//!   rediscovered when it fails over.
+//!
+//! Connections are made lazily: building the store never waits for Redis, a dead
+//! connection is replaced on the next use, and every call is cut off at its deadline,
+//! so a slow, absent or failing-over Redis yields [`StoreError::Unavailable`] in time
+//! and the store recovers by itself when Redis is back.
+//!
+//! When to send again: a read whose connection broke under it is sent once more
+//! within its deadline; a script never is, unless Redis certainly did not run it (the
+//! node refused the connection, or answered READONLY because it is a replica now).
+//! The cluster client follows MOVED and ASK and retries connection errors by itself
+//! (scripts included); the scripts are written so that running one twice does no
+//! harm (see `lua/open.lua`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{
-    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisError, ServerErrorKind,
-    Value,
-};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
 use tokio::time::Instant;
 
+use super::cluster::{self, Cluster};
+use super::options::{self, RedisOptions, Topology};
 use super::scripts::Lua;
+use super::sentinel::{Primary, Sentinel};
+use super::standalone::Standalone;
 use crate::store::{StoreError, StoreResult};
 
-/// Reconnect backoff: first retry after up to this long...
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(20);
-/// ...growing to at most this, so a Redis that comes back is used again quickly.
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
-/// Attempts per reconnect round; the next request starts a new round.
-const RECONNECT_ATTEMPTS: usize = 8;
+/// How many times a request is sent again (see the module doc for when).
+const MAX_RESENDS: usize = 3;
+/// Pause before sending again to a topology that is failing over: grows from this...
+const RESEND_PAUSE: Duration = Duration::from_millis(25);
 
 /// Whether a request may be sent again after the connection broke under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +51,68 @@ pub(crate) enum Retry {
     Never,
 }
 
+/// Commands for one round trip, each tagged with the bucket whose keys it touches.
+/// On a single node they go out as one pipeline; on a cluster, as one pipeline per
+/// bucket (so per slot), concurrently.
+pub(crate) struct Batch {
+    pipe: Pipeline,
+    buckets: Vec<u16>,
+}
+
+impl Batch {
+    pub fn with_capacity(n: usize) -> Self {
+        Batch {
+            pipe: Pipeline::with_capacity(n),
+            buckets: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds command `name` on keys of `bucket`; chain `.arg(..)` for its arguments.
+    pub fn cmd(&mut self, bucket: u16, name: &str) -> &mut Pipeline {
+        self.buckets.push(bucket);
+        self.pipe.cmd(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    pub(crate) fn pipeline(&self) -> &Pipeline {
+        &self.pipe
+    }
+
+    /// The commands grouped by bucket, in order of first appearance: one pipeline per
+    /// bucket and the positions of its commands in the batch.
+    pub(crate) fn groups(&self) -> Vec<(Pipeline, Vec<usize>)> {
+        let mut index: Vec<Option<usize>> = Vec::new();
+        let mut groups: Vec<(Pipeline, Vec<usize>)> = Vec::new();
+        for (at, (cmd, bucket)) in self.pipe.cmd_iter().zip(&self.buckets).enumerate() {
+            let b = usize::from(*bucket);
+            if index.len() <= b {
+                index.resize(b + 1, None);
+            }
+            let g = *index[b].get_or_insert_with(|| {
+                groups.push((Pipeline::new(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].0.add_command(cmd.clone());
+            groups[g].1.push(at);
+        }
+        groups
+    }
+}
+
+#[derive(Clone, Copy)]
 enum Request<'a> {
     One(&'a Cmd),
-    Many(&'a Pipeline),
+    /// Split per bucket on a cluster.
+    Batch(&'a Batch),
+    /// One pipeline on one connection, never split (a script and its WAIT).
+    Together(&'a Pipeline),
 }
 
 enum Reply {
@@ -48,46 +120,78 @@ enum Reply {
     Many(Vec<Value>),
 }
 
-/// The connections to one Redis.
+enum Link {
+    Standalone(Box<Standalone>),
+    Cluster(Cluster),
+    Sentinel(Box<Sentinel>),
+}
+
+/// A connection picked for one request.
+enum Handle {
+    Standalone(usize, ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(Arc<Primary>, MultiplexedConnection),
+}
+
+/// The connections to Redis, whatever the topology.
 pub(crate) struct Redis {
-    conns: Box<[ConnectionManager]>,
-    next: AtomicUsize,
+    link: Link,
     timeout: Duration,
+    wait_replicas: u32,
 }
 
 impl Redis {
-    /// Sets up `connections` lazy connections to `url`. Fails only on an invalid URL
-    /// or when called outside a Tokio runtime; Redis itself is not contacted.
-    pub fn new(url: &str, connections: usize, timeout: Duration) -> StoreResult<Self> {
+    /// Sets the connections up without contacting Redis. Fails only on invalid
+    /// options or when called outside a Tokio runtime.
+    pub fn new(opts: &RedisOptions) -> StoreResult<Self> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Internal(
                 "the Redis store must be created inside a Tokio runtime".into(),
             ));
         }
-        let invalid = |e: RedisError| StoreError::Internal(format!("invalid Redis URL: {e}"));
-        let info = url.into_connection_info().map_err(invalid)?;
-        // RESP3 lets a connection learn that Redis went away while it is idle and
-        // reconnect at once, instead of failing the next request sent on it.
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            // Requests are bounded by their own deadline in `send`.
-            .set_response_timeout(None)
-            .set_min_delay(RECONNECT_MIN_DELAY)
-            .set_max_delay(RECONNECT_MAX_DELAY)
-            .set_number_of_retries(RECONNECT_ATTEMPTS);
-        let conns = (0..connections.max(1))
-            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Internal(format!("Redis connection setup: {e}")))?;
+        opts.tls.check().map_err(StoreError::Internal)?;
+        let link = match &opts.topology {
+            Topology::Standalone => {
+                let mut infos = options::connection_infos(&opts.url, &opts.auth)
+                    .map_err(StoreError::Internal)?;
+                if infos.len() > 1 {
+                    return Err(StoreError::Internal(
+                        "several Redis URLs need the cluster or sentinel topology".into(),
+                    ));
+                }
+                let client = options::client(infos.remove(0), &opts.tls)
+                    .map_err(|e| StoreError::Internal(format!("Redis client setup: {e}")))?;
+                Link::Standalone(Box::new(Standalone::new(
+                    client,
+                    opts.connections,
+                    opts.timeout,
+                )?))
+            }
+            Topology::Cluster => {
+                let seeds = options::connection_infos(&opts.url, &opts.auth)
+                    .map_err(StoreError::Internal)?;
+                Link::Cluster(Cluster::new(seeds, &opts.tls, opts.timeout)?)
+            }
+            Topology::Sentinel { master } => {
+                let sentinels = options::connection_infos(&opts.url, &opts.sentinel_auth)
+                    .map_err(StoreError::Internal)?;
+                Link::Sentinel(Box::new(
+                    Sentinel::new(
+                        sentinels,
+                        master.clone(),
+                        opts.auth.clone(),
+                        opts.tls.clone(),
+                        opts.connections,
+                        opts.timeout,
+                    )
+                    .map_err(StoreError::Internal)?,
+                ))
+            }
+        };
         Ok(Redis {
-            conns: conns.into_boxed_slice(),
-            next: AtomicUsize::new(0),
-            timeout,
+            link,
+            timeout: opts.timeout,
+            wait_replicas: opts.wait_replicas,
         })
     }
 
@@ -111,44 +215,108 @@ impl Redis {
         }
     }
 
-    /// Several commands in one round trip; one reply per command, in order.
+    /// Several commands in one round trip (per node); one reply per command, in order.
     pub async fn pipe(
         &self,
         what: &'static str,
-        pipe: &Pipeline,
+        batch: &Batch,
         deadline: Instant,
         retry: Retry,
     ) -> StoreResult<Vec<Value>> {
-        if pipe.is_empty() {
+        if batch.is_empty() {
             return Ok(Vec::new());
         }
-        match self.send(what, Request::Many(pipe), deadline, retry).await {
-            Ok(Reply::Many(v)) => Ok(v),
-            Ok(Reply::One(_)) => Err(StoreError::Internal("several replies expected".into())),
+        match self
+            .send(what, Request::Batch(batch), deadline, retry)
+            .await
+        {
+            Ok(Reply::Many(v)) if v.len() == batch.len() => Ok(v),
+            Ok(_) => Err(StoreError::Internal("short pipeline reply".into())),
             Err(e) => Err(store_error(&e)),
         }
     }
 
     /// Runs `evalsha` (an EVALSHA of `lua` built by [`Lua::evalsha`]). When Redis does
-    /// not know the script (restarted, failed over, SCRIPT FLUSH), loads it and runs
-    /// it again: the script did not run, so that is safe.
+    /// not know the script (restarted, failed over, SCRIPT FLUSH), sends it again as
+    /// EVAL with the script's text, which also caches it on that node: the script did
+    /// not run, so that is safe, and EVAL goes to the same node as the EVALSHA would
+    /// (on a cluster, the node of its keys).
+    ///
+    /// With `wait_replicas` set, the script is followed on the same connection by
+    /// `WAIT n timeout`; fewer acknowledgements than asked is
+    /// [`StoreError::Unavailable`] (the write happened on the primary, but is not
+    /// known to be on enough replicas to survive its loss).
     pub async fn script(&self, lua: &Lua, evalsha: &Cmd, deadline: Instant) -> StoreResult<Value> {
-        match self
-            .send(lua.name(), Request::One(evalsha), deadline, Retry::Never)
-            .await
-        {
-            Ok(Reply::One(v)) => return Ok(v),
-            Ok(Reply::Many(_)) => return Err(StoreError::Internal("one reply expected".into())),
+        match self.run_script(lua, evalsha, deadline).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {}
-            Err(e) => return Err(store_error(&e)),
+            other => {
+                return other
+                    .map_err(|e| store_error(&e))
+                    .and_then(|r| self.acked(r))
+            }
         }
         tracing::debug!(
             script = lua.name(),
-            "script not cached in Redis, loading it"
+            "script not cached in Redis, sending its text"
         );
-        self.cmd("script load", &lua.load(), deadline, Retry::Idempotent)
-            .await?;
-        self.cmd(lua.name(), evalsha, deadline, Retry::Never).await
+        self.run_script(lua, &lua.eval(evalsha), deadline)
+            .await
+            .map_err(|e| store_error(&e))
+            .and_then(|r| self.acked(r))
+    }
+
+    /// The script's reply and, with WAIT, how many replicas acknowledged it.
+    async fn run_script(
+        &self,
+        lua: &Lua,
+        cmd: &Cmd,
+        deadline: Instant,
+    ) -> Result<(Value, Option<i64>), RedisError> {
+        if self.wait_replicas == 0 {
+            return match self
+                .send(lua.name(), Request::One(cmd), deadline, Retry::Never)
+                .await?
+            {
+                Reply::One(v) => Ok((v, None)),
+                Reply::Many(_) => Err(RedisError::from((ErrorKind::Client, "one reply expected"))),
+            };
+        }
+        // WAIT blocks the connection it is sent on, and so every request multiplexed
+        // behind it: keep it to a quarter of the store timeout.
+        let wait_ms = (self.timeout.as_millis() / 4).max(1);
+        let mut p = Pipeline::with_capacity(2);
+        p.add_command(cmd.clone());
+        p.cmd("WAIT").arg(self.wait_replicas).arg(wait_ms as u64);
+        let replies = match self
+            .send(lua.name(), Request::Together(&p), deadline, Retry::Never)
+            .await?
+        {
+            Reply::Many(v) => v,
+            Reply::One(_) => {
+                return Err(RedisError::from((
+                    ErrorKind::Client,
+                    "two replies expected",
+                )))
+            }
+        };
+        let mut it = replies.into_iter();
+        match (it.next(), it.next()) {
+            (Some(v), Some(Value::Int(acks))) => Ok((v, Some(acks))),
+            _ => Err(RedisError::from((
+                ErrorKind::Client,
+                "unexpected reply to a script and WAIT",
+            ))),
+        }
+    }
+
+    fn acked(&self, (value, acks): (Value, Option<i64>)) -> StoreResult<Value> {
+        match acks {
+            Some(n) if n < i64::from(self.wait_replicas) => Err(StoreError::Unavailable(format!(
+                "the write reached {n} of the {} replicas asked for in time",
+                self.wait_replicas
+            ))),
+            _ => Ok(value),
+        }
     }
 
     /// The chokepoint: every Redis round trip of the store goes through here. `what`
@@ -160,45 +328,145 @@ impl Redis {
         deadline: Instant,
         retry: Retry,
     ) -> Result<Reply, RedisError> {
-        // A resend goes to the same connection: it is the one reconnecting.
-        let mut conn = self.pick();
-        let mut resent = false;
+        let mut resends = 0;
+        let mut keep: Option<Handle> = None;
         loop {
-            let call = async {
-                match req {
-                    Request::One(cmd) => conn.send_packed_command(cmd).await.map(Reply::One),
-                    Request::Many(pipe) => conn
-                        .send_packed_commands(pipe, 0, pipe.len())
-                        .await
-                        .map(Reply::Many),
-                }
+            let handle = match keep.take() {
+                Some(h) => h,
+                None => match tokio::time::timeout_at(deadline, self.handle()).await {
+                    Ok(Ok(h)) => h,
+                    // No primary found (Sentinel still names the one that is gone, or
+                    // it is not promoted yet): nothing was sent, so wait a little and
+                    // look again, within the deadline.
+                    Ok(Err(e)) => {
+                        if resends < MAX_RESENDS && Instant::now() < deadline {
+                            pause(resends, deadline).await;
+                            resends += 1;
+                            continue;
+                        }
+                        tracing::debug!(call = what, error = %e, "no Redis connection");
+                        return Err(e);
+                    }
+                    Err(_) => return Err(timed_out()),
+                },
             };
-            let result = match tokio::time::timeout_at(deadline, call).await {
+            let result = match tokio::time::timeout_at(deadline, send_on(&handle, req)).await {
                 Ok(r) => r.and_then(server_errors),
-                Err(_) => Err(RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no answer from Redis within the store timeout",
-                ))),
+                Err(_) => Err(timed_out()),
             };
-            match result {
+            let e = match result {
                 Ok(reply) => return Ok(reply),
-                // The connection broke before or while sending: the manager is already
-                // reconnecting; a read can wait for that within its deadline.
-                Err(e) if retry == Retry::Idempotent && !resent && e.is_connection_dropped() => {
-                    resent = true;
-                }
-                Err(e) => {
-                    tracing::debug!(call = what, error = %e, "Redis call failed");
-                    return Err(e);
-                }
+                Err(e) => e,
+            };
+            let replaced = self.failed(&handle, &e);
+            let not_run = is_read_only(&e) || e.is_connection_refusal();
+            let resend = resends < MAX_RESENDS
+                && Instant::now() < deadline
+                && match (&handle, &replaced) {
+                    // The manager reconnects in the background; a read can wait for that.
+                    (Handle::Standalone(..), None) => {
+                        retry == Retry::Idempotent && resends == 0 && e.is_connection_dropped()
+                    }
+                    // A READONLY node was swapped for a fresh connection.
+                    (Handle::Standalone(..), Some(_)) => resends == 0,
+                    // The cluster client has made its own retries already.
+                    (Handle::Cluster(_), _) => false,
+                    (Handle::Sentinel(..), _) => {
+                        not_run || (retry == Retry::Idempotent && e.is_connection_dropped())
+                    }
+                };
+            if !resend {
+                tracing::debug!(call = what, error = %e, "Redis call failed");
+                return Err(e);
             }
+            match (handle, replaced) {
+                (Handle::Standalone(..), Some(fresh)) => keep = Some(fresh),
+                (h @ Handle::Standalone(..), None) => keep = Some(h),
+                // Sentinel: the primary was forgotten; the next handle rediscovers it,
+                // after a pause while the failover is still going on.
+                _ => pause(resends, deadline).await,
+            }
+            resends += 1;
         }
     }
 
-    fn pick(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        self.conns[i].clone()
+    /// A connection for the next request.
+    async fn handle(&self) -> Result<Handle, RedisError> {
+        Ok(match &self.link {
+            Link::Standalone(s) => {
+                let (i, c) = s.pick();
+                Handle::Standalone(i, c)
+            }
+            Link::Cluster(c) => Handle::Cluster(c.conn()),
+            Link::Sentinel(s) => {
+                let p = s.primary().await?;
+                let c = p.pick();
+                Handle::Sentinel(p, c)
+            }
+        })
     }
+
+    /// Tells the topology a request failed on `handle`: a standalone connection that
+    /// hit a replica is replaced (returned to send on); a sentinel primary that is no
+    /// longer one, or no longer answers, is forgotten.
+    fn failed(&self, handle: &Handle, e: &RedisError) -> Option<Handle> {
+        match (&self.link, handle) {
+            (Link::Standalone(s), Handle::Standalone(i, _)) if is_read_only(e) => {
+                tracing::warn!("Redis answered READONLY: reconnecting to find the primary");
+                s.replace(*i).map(|c| Handle::Standalone(*i, c))
+            }
+            (Link::Sentinel(s), Handle::Sentinel(p, _))
+                if is_read_only(e)
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout() =>
+            {
+                s.forget(p, e);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The pause before resend number `resends` (from 0): 25 ms, doubling.
+async fn pause(resends: usize, deadline: Instant) {
+    let wait = RESEND_PAUSE * (1u32 << resends.min(8));
+    tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
+}
+
+async fn send_on(handle: &Handle, req: Request<'_>) -> Result<Reply, RedisError> {
+    match (handle, req) {
+        (Handle::Standalone(_, c), r) => send_plain(&mut c.clone(), r).await,
+        (Handle::Sentinel(_, c), r) => send_plain(&mut c.clone(), r).await,
+        (Handle::Cluster(c), Request::Batch(b)) => cluster::send_batch(c, b).await.map(Reply::Many),
+        (Handle::Cluster(c), r) => send_plain(&mut c.clone(), r).await,
+    }
+}
+
+async fn send_plain(conn: &mut impl ConnectionLike, req: Request<'_>) -> Result<Reply, RedisError> {
+    match req {
+        Request::One(cmd) => conn.req_packed_command(cmd).await.map(Reply::One),
+        Request::Batch(b) => conn
+            .req_packed_commands(b.pipeline(), 0, b.len())
+            .await
+            .map(Reply::Many),
+        Request::Together(p) => conn
+            .req_packed_commands(p, 0, p.len())
+            .await
+            .map(Reply::Many),
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer from Redis within the store timeout",
+    ))
+}
+
+fn is_read_only(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) || e.code() == Some("READONLY")
 }
 
 /// Turns an error reply into an error (the connection hands them back as values).
@@ -217,22 +485,45 @@ fn server_errors(reply: Reply) -> Result<Reply, RedisError> {
     }
 }
 
-/// Redis down, unreachable, too slow, read-only, loading or out of memory is
+/// Redis down, unreachable, too slow, read-only, loading, out of memory, failing over
+/// or redirecting (a cluster resharding or electing), or refusing our credentials is
 /// "unavailable" (the client may retry later); anything else is internal.
 pub(crate) fn store_error(e: &RedisError) -> StoreError {
     let unavailable = match e.kind() {
-        ErrorKind::Io => true,
+        ErrorKind::Io
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::MasterNameNotFoundBySentinel
+        | ErrorKind::NoValidReplicasFoundBySentinel
+        | ErrorKind::EmptySentinelList => true,
         ErrorKind::Server(
             ServerErrorKind::ReadOnly
             | ServerErrorKind::BusyLoading
             | ServerErrorKind::MasterDown
             | ServerErrorKind::TryAgain
-            | ServerErrorKind::ClusterDown,
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
         ) => true,
         _ => {
             matches!(
                 e.code(),
-                Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "READONLY" | "LOADING")
+                Some(
+                    "OOM"
+                        | "BUSY"
+                        | "MISCONF"
+                        | "NOREPLICAS"
+                        | "READONLY"
+                        | "LOADING"
+                        | "MASTERDOWN"
+                        | "CLUSTERDOWN"
+                        | "TRYAGAIN"
+                        | "MOVED"
+                        | "ASK"
+                        | "WRONGPASS"
+                        | "NOAUTH"
+                        | "UNBLOCKED"
+                )
             ) || e.is_connection_dropped()
                 || e.is_connection_refusal()
                 || e.is_timeout()
@@ -242,5 +533,84 @@ pub(crate) fn store_error(e: &RedisError) -> StoreError {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::ServerErrorKind;
+
+    fn parsed(reply: &str) -> RedisError {
+        match redis::parse_redis_value(reply.as_bytes()) {
+            Ok(Value::ServerError(e)) => e.into(),
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failover_conditions_are_unavailable() {
+        for reply in [
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-MOVED 3999 127.0.0.1:6381\r\n",
+            "-ASK 3999 127.0.0.1:6381\r\n",
+            "-CLUSTERDOWN The cluster is down\r\n",
+            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            "-MASTERDOWN Link with MASTER is down\r\n",
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-NOREPLICAS Not enough good replicas to write.\r\n",
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+            "-NOAUTH Authentication required.\r\n",
+            "-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+        ] {
+            assert!(
+                matches!(store_error(&parsed(reply)), StoreError::Unavailable(_)),
+                "{reply}"
+            );
+        }
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(store_error(&refused), StoreError::Unavailable(_)));
+        assert!(matches!(
+            store_error(&timed_out()),
+            StoreError::Unavailable(_)
+        ));
+        let not_primary = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "not a primary",
+        ));
+        assert!(is_read_only(&not_primary));
+        assert!(matches!(
+            store_error(&not_primary),
+            StoreError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn bugs_are_internal() {
+        for reply in [
+            "-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+            "-ERR unknown command\r\n",
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+            "-NOPERM this user has no permissions to run the 'evalsha' command\r\n",
+        ] {
+            assert!(
+                matches!(store_error(&parsed(reply)), StoreError::Internal(_)),
+                "{reply}"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_group_by_bucket_in_order() {
+        let mut b = Batch::with_capacity(3);
+        b.cmd(5, "ZCARD").arg("k5");
+        b.cmd(0, "ZCARD").arg("k0");
+        b.cmd(5, "HGETALL").arg("h5");
+        assert_eq!(b.len(), 3);
+        let g = b.groups();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].1, [0, 2]);
+        assert_eq!(g[1].1, [1]);
+        assert_eq!(b.pipeline().len(), 3);
     }
 }

@@ -23,10 +23,10 @@
 //! A page is not a snapshot: a session closed between the index read and the row read
 //! shows as closed.
 
-use redis::{Pipeline, Value};
+use redis::Value;
 
 use super::codec;
-use super::conn::{Redis, Retry};
+use super::conn::{Batch, Redis, Retry};
 use super::keys::Keys;
 use crate::model::{bucket_of_session, bucket_of_user, Millis, Session, BUCKETS};
 use crate::store::{ListQuery, Page, StoreError, StoreResult};
@@ -35,6 +35,12 @@ use tokio::time::Instant;
 /// How many times a page is read again after repairing entries whose hash was gone;
 /// after that the page is returned without those rows.
 const REPAIR_ROUNDS: usize = 3;
+
+/// An index sorted set and the bucket its key is in.
+struct IndexSet {
+    bucket: u16,
+    key: String,
+}
 
 /// An index entry of the page: score (open_time), id, and which set it came from.
 struct Entry {
@@ -102,7 +108,7 @@ pub(crate) async fn list(
 }
 
 /// The index sets that hold exactly the sessions the user/active filters allow.
-fn index_sets(keys: &Keys, q: &ListQuery) -> Vec<String> {
+fn index_sets(keys: &Keys, q: &ListQuery) -> Vec<IndexSet> {
     let wanted: &[bool] = match q.active {
         Some(true) => &[true],
         Some(false) => &[false],
@@ -110,15 +116,22 @@ fn index_sets(keys: &Keys, q: &ListQuery) -> Vec<String> {
     };
     match q.user_id.as_deref() {
         Some(user) => {
-            let b = bucket_of_user(user);
-            wanted.iter().map(|a| keys.user(b, user, *a)).collect()
+            let bucket = bucket_of_user(user);
+            wanted
+                .iter()
+                .map(|a| IndexSet {
+                    bucket,
+                    key: keys.user(bucket, user, *a),
+                })
+                .collect()
         }
         None => (0..BUCKETS)
-            .flat_map(|b| {
-                let k = keys.bucket(b);
-                wanted
-                    .iter()
-                    .map(move |a| if *a { k.oa.clone() } else { k.oc.clone() })
+            .flat_map(|bucket| {
+                let k = keys.bucket(bucket);
+                wanted.iter().map(move |a| IndexSet {
+                    bucket,
+                    key: if *a { k.oa.clone() } else { k.oc.clone() },
+                })
             })
             .collect(),
     }
@@ -131,19 +144,23 @@ fn rank(n: u64) -> i64 {
 /// One set, paged by rank.
 async fn by_rank(
     redis: &Redis,
-    key: &str,
+    set: &IndexSet,
     q: &ListQuery,
     bounds: &Bounds,
     deadline: Instant,
 ) -> StoreResult<(Vec<Entry>, Option<u64>)> {
+    let (b, key) = (set.bucket, set.key.as_str());
     let mut total = None;
     let mut start = 0u64;
     if let Some(to) = q.to {
         // Scores >= to come first in REV order; the window starts right after them.
-        let mut p = redis::pipe();
-        p.cmd("ZCOUNT").arg(key).arg(to).arg("+inf");
+        let mut p = Batch::with_capacity(2);
+        p.cmd(b, "ZCOUNT").arg(key).arg(to).arg("+inf");
         if q.total {
-            p.cmd("ZCOUNT").arg(key).arg(&bounds.min).arg(&bounds.max);
+            p.cmd(b, "ZCOUNT")
+                .arg(key)
+                .arg(&bounds.min)
+                .arg(&bounds.max);
         }
         let r = redis
             .pipe("list window start", &p, deadline, Retry::Idempotent)
@@ -153,11 +170,11 @@ async fn by_rank(
             total = Some(codec::count(reply(&r, 1)?)?);
         }
     }
-    let mut p = redis::pipe();
+    let mut p = Batch::with_capacity(2);
     if q.take > 0 {
         let first = start.saturating_add(q.skip);
         let last = first.saturating_add(q.take - 1);
-        p.cmd("ZRANGE")
+        p.cmd(b, "ZRANGE")
             .arg(key)
             .arg(rank(first))
             .arg(rank(last))
@@ -166,7 +183,10 @@ async fn by_rank(
     }
     let count_here = q.total && q.to.is_none();
     if count_here {
-        p.cmd("ZCOUNT").arg(key).arg(&bounds.min).arg(&bounds.max);
+        p.cmd(b, "ZCOUNT")
+            .arg(key)
+            .arg(&bounds.min)
+            .arg(&bounds.max);
     }
     let mut r = redis
         .pipe("list by rank", &p, deadline, Retry::Idempotent)
@@ -191,17 +211,18 @@ async fn by_rank(
 /// Several sets (or the first page of one): the head of every window, merged.
 async fn merged(
     redis: &Redis,
-    sets: &[String],
+    sets: &[IndexSet],
     q: &ListQuery,
     bounds: &Bounds,
     deadline: Instant,
 ) -> StoreResult<(Vec<Entry>, Option<u64>)> {
     let head = q.skip.saturating_add(q.take);
     let per_set = usize::from(q.take > 0) + usize::from(q.total);
-    let mut p = Pipeline::with_capacity(sets.len() * per_set);
-    for key in sets {
+    let mut p = Batch::with_capacity(sets.len() * per_set);
+    for set in sets {
+        let (b, key) = (set.bucket, &set.key);
         if q.take > 0 {
-            p.cmd("ZRANGE")
+            p.cmd(b, "ZRANGE")
                 .arg(key)
                 .arg(&bounds.max)
                 .arg(&bounds.min)
@@ -213,7 +234,10 @@ async fn merged(
                 .arg("WITHSCORES");
         }
         if q.total {
-            p.cmd("ZCOUNT").arg(key).arg(&bounds.min).arg(&bounds.max);
+            p.cmd(b, "ZCOUNT")
+                .arg(key)
+                .arg(&bounds.min)
+                .arg(&bounds.max);
         }
     }
     let mut r = redis
@@ -252,7 +276,7 @@ async fn rows(
     entries: &[Entry],
     deadline: Instant,
 ) -> StoreResult<Vec<Option<Session>>> {
-    let mut p = Pipeline::with_capacity(entries.len());
+    let mut p = Batch::with_capacity(entries.len());
     let mut asked = Vec::with_capacity(entries.len());
     let mut key = String::new();
     for e in entries {
@@ -261,7 +285,7 @@ async fn rows(
             continue;
         };
         keys.write_session(&mut key, b, &e.id);
-        p.cmd("HGETALL").arg(&key);
+        p.cmd(b, "HGETALL").arg(&key);
         asked.push(true);
     }
     let mut replies = redis
@@ -286,13 +310,14 @@ async fn rows(
 /// ids are never reused, so such an entry can only ever be stale.
 async fn repair(
     redis: &Redis,
-    sets: &[String],
+    sets: &[IndexSet],
     gaps: &[&Entry],
     deadline: Instant,
 ) -> StoreResult<()> {
-    let mut p = Pipeline::with_capacity(gaps.len());
+    let mut p = Batch::with_capacity(gaps.len());
     for e in gaps {
-        p.cmd("ZREM").arg(&sets[e.set]).arg(&e.id);
+        let set = &sets[e.set];
+        p.cmd(set.bucket, "ZREM").arg(&set.key).arg(&e.id);
     }
     tracing::info!(
         entries = gaps.len(),

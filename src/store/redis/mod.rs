@@ -36,66 +36,56 @@
 //! shebang makes Redis 7 enforce it. Every script checks the session exists before
 //! changing it, so a write racing a delete or a sweep never recreates a hash. A
 //! mutation is one EVALSHA; a NOSCRIPT reply (Redis restarted, failed over, flushed)
-//! loads the script and runs it again.
+//! sends the script's text with EVAL instead, to the same node. A script may run
+//! twice when a connection breaks after sending it and the cluster client resends
+//! it: open recognises its own earlier run, store_data, update_user, close and the
+//! sweeps are idempotent, and a repeated delete answers null.
 //!
 //! # Reads
 //!
 //! get is one HGETALL (a malformed id is `None` without asking Redis). get_sessions is
 //! described in `list.rs`: ids by rank from the indexes, rows by one pipelined
 //! HGETALL, index entries whose hash is gone removed on the way (lazy repair). counts
-//! is one pipelined ZCARD of every bucket's active and closed sets.
+//! is one pipelined ZCARD of every bucket's active and closed sets. ("One pipeline"
+//! is one per node on a single server, one per bucket on a cluster.)
 //!
 //! # Connections
 //!
-//! See `conn.rs`: a few multiplexed RESP3 connections, lazily connected and
-//! reconnected, every operation bounded by the configured timeout. Needs Redis 7.0 or
-//! newer (script shebangs, `ZRANGE ... BYSCORE REV`). The key layout and scripts are
-//! cluster-ready; the connections are not yet cluster-aware (the cross-bucket reads
-//! pipeline keys of many slots on one connection), so today the store talks to one
-//! Redis primary.
+//! See `conn.rs`, the one place every request to Redis goes through: lazily made,
+//! self-healing connections for the configured [`Topology`] — one server
+//! (`standalone.rs`), Redis Cluster (`cluster.rs`: commands and scripts routed by the
+//! slot of their keys, batches over many buckets split into one pipeline per bucket,
+//! so no request ever spans slots), or a primary found through Sentinel
+//! (`sentinel.rs`, which follows failovers) — with passwords, ACL users and TLS
+//! (`options.rs`). Every operation is bounded by the configured timeout; Redis being
+//! down, failing over or redirecting is [`StoreError::Unavailable`]. With
+//! [`RedisOptions::wait_replicas`], a mutation is acknowledged only once that many
+//! replicas have it (Redis `WAIT`). Needs Redis 7.0 or newer (script shebangs,
+//! `ZRANGE ... BYSCORE REV`).
 
+mod cluster;
 mod codec;
 mod conn;
 mod keys;
 mod list;
+mod options;
 mod scripts;
-
-use std::time::Duration;
+mod sentinel;
+mod standalone;
 
 use redis::Value;
 
-use self::conn::{Redis, Retry};
+use self::conn::{Batch, Redis, Retry};
 use self::keys::Keys;
+pub use self::options::{
+    check_url, split_urls, Credentials, RedisOptions, Secret, TlsPem, Topology,
+};
 use self::scripts::{Lua, SCRIPTS};
 use super::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
 use crate::model::{
     bucket_of_session, bucket_of_user, new_session_id, reuse_key, JsonText, Millis, Session,
     BUCKETS,
 };
-
-/// How to reach Redis and name the keys.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://`, `redis+unix://`).
-    pub url: String,
-    /// Prefix of every key; must not contain `{` or `}`.
-    pub prefix: String,
-    /// Upper bound on every store operation, connecting included.
-    pub timeout: Duration,
-    /// Multiplexed connections used round-robin (at least 1).
-    pub connections: usize,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        RedisOptions {
-            url: "redis://127.0.0.1:6379/".into(),
-            prefix: "sessions".into(),
-            timeout: Duration::from_secs(1),
-            connections: 4,
-        }
-    }
-}
 
 /// The Redis store. Cheap to share behind an `Arc`.
 pub struct RedisStore {
@@ -120,7 +110,7 @@ impl RedisStore {
             ));
         }
         Ok(RedisStore {
-            redis: Redis::new(&opts.url, opts.connections, opts.timeout)?,
+            redis: Redis::new(&opts)?,
             keys: Keys::new(&opts.prefix),
         })
     }
@@ -281,14 +271,15 @@ impl Store for RedisStore {
                         reused: false,
                     });
                 }
-                1 => {
+                // 1: reused; 3: created by this call's own earlier run (sent twice).
+                1 | 3 => {
                     let fields = parts.get_mut(1).map(std::mem::take).unwrap_or_default();
                     let session = codec::session(fields)?.ok_or_else(|| {
-                        StoreError::Internal("reused session without fields".into())
+                        StoreError::Internal("opened session without fields".into())
                     })?;
                     return Ok(Opened {
                         session,
-                        reused: true,
+                        reused: flag == 1,
                     });
                 }
                 // The drawn id exists already: draw another.
@@ -355,11 +346,11 @@ impl Store for RedisStore {
 
     async fn counts(&self) -> StoreResult<Counts> {
         let deadline = self.redis.deadline();
-        let mut p = redis::Pipeline::with_capacity(2 * usize::from(BUCKETS));
+        let mut p = Batch::with_capacity(2 * usize::from(BUCKETS));
         for b in 0..BUCKETS {
             let k = self.keys.bucket(b);
-            p.cmd("ZCARD").arg(&k.oa);
-            p.cmd("ZCARD").arg(&k.oc);
+            p.cmd(b, "ZCARD").arg(&k.oa);
+            p.cmd(b, "ZCARD").arg(&k.oc);
         }
         let r = self
             .redis

@@ -1,6 +1,7 @@
 //! The Lua scripts, one per mutating command, and how a call to one is built. Each
 //! script is `lua/common.lua` (shebang, calling convention, shared helpers) followed
-//! by its own file; they are sent by SHA1 (EVALSHA) and loaded on NOSCRIPT.
+//! by its own file; they are sent by SHA1 (EVALSHA), and as text (EVAL, which caches
+//! them) when Redis answers NOSCRIPT.
 //!
 //! Every script takes the five per-bucket keys as KEYS[1..5] (see [`Lua::evalsha`])
 //! and the bucket base `P:{NN}:` as ARGV[1], from which it builds the keys it only
@@ -83,10 +84,18 @@ impl Lua {
         cmd
     }
 
-    /// `SCRIPT LOAD` of this script.
-    pub fn load(&self) -> Cmd {
-        let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(self.body);
+    /// The EVAL equivalent of `evalsha` (an EVALSHA of this script built by
+    /// [`Lua::evalsha`]): the script's text in place of its SHA1, the same keys and
+    /// arguments. Redis caches the text it runs, so later EVALSHAs find it.
+    pub fn eval(&self, evalsha: &Cmd) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(self.body);
+        // Skip the command name and the SHA1.
+        for arg in evalsha.args_iter().skip(2) {
+            if let redis::Arg::Simple(a) = arg {
+                cmd.arg(a);
+            }
+        }
         cmd
     }
 }
@@ -115,5 +124,28 @@ mod tests {
         shas.sort();
         shas.dedup();
         assert_eq!(shas.len(), all.len());
+    }
+
+    #[test]
+    fn eval_carries_the_text_and_the_same_keys_and_arguments() {
+        let keys = super::super::keys::Keys::new("p");
+        let lua = &SCRIPTS.close;
+        let mut evalsha = lua.evalsha(keys.bucket(3), &["p:{03}:s:03ab"]);
+        evalsha.arg("03ab").arg(42);
+        let eval = lua.eval(&evalsha);
+        let args = |c: &Cmd| -> Vec<Vec<u8>> {
+            c.args_iter()
+                .filter_map(|a| match a {
+                    redis::Arg::Simple(b) => Some(b.to_vec()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (sha_args, eval_args) = (args(&evalsha), args(&eval));
+        assert_eq!(eval_args[0], b"EVAL");
+        assert_eq!(eval_args[1], lua.body.as_bytes());
+        assert_eq!(sha_args[1], lua.sha.as_bytes());
+        assert_eq!(eval_args[2..], sha_args[2..]);
+        assert_eq!(eval_args[2], b"6");
     }
 }

@@ -2,7 +2,8 @@
 -- ARGV[2] new id, ARGV[3] "1" to reuse, ARGV[4] now, ARGV[5] user_id, ARGV[6] reuse key,
 -- ARGV[7..] field/value pairs of the optional fields that are not null.
 -- Returns {1, HGETALL} for a reused session, {0} for a new one (the caller has every
--- field already), {2} when the new id is taken (the caller draws another).
+-- field already), {3, HGETALL} when this very call ran before, {2} when the new id is
+-- taken (the caller draws another).
 local id, now, rk = ARGV[2], ARGV[4], ARGV[6]
 
 if ARGV[3] == '1' then
@@ -17,7 +18,15 @@ if ARGV[3] == '1' then
   end
 end
 
-if redis.call('EXISTS', KEYS[6]) == 1 then
+local taken = redis.call('HMGET', KEYS[6], 'user_id', 'open_time')
+if taken[1] then
+  -- Ids are 120 random bits: an existing hash of this user opened at this very
+  -- millisecond is this call's own earlier run (the cluster client sends a script
+  -- again when the connection broke after sending). Answer as that run did, instead
+  -- of opening a second session.
+  if taken[1] == ARGV[5] and taken[2] == now then
+    return {3, redis.call('HGETALL', KEYS[6])}
+  end
   return {2}
 end
 redis.call('HSET', KEYS[6], 'id', id, 'user_id', ARGV[5], 'active', '1',
