@@ -4,6 +4,8 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+
+mod common;
 use std::time::Duration;
 
 use sessions::metrics::{
@@ -56,7 +58,34 @@ fn promtool_check_metrics_is_clean() {
         text.contains("sessions_requests_total"),
         "render produced the metrics"
     );
+    promtool_clean(&text);
+}
 
+/// A real scrape: the service started in-process, some traffic (including errors and
+/// a bad line), then `GET /metrics` on its admin port, checked by promtool.
+#[tokio::test]
+async fn promtool_is_clean_on_a_real_scrape() {
+    let app = common::spawn_app(&[]).await;
+    let mut c = common::seneca::Client::connect(app.seneca_addr).await;
+    let s = c
+        .call(serde_json::json!({"cmd": "open_session", "user_id": "u"}))
+        .await;
+    c.call(serde_json::json!({"cmd": "close_session", "session_id": s["id"]}))
+        .await;
+    c.send(serde_json::json!({"cmd": "open_session"}), true)
+        .await;
+    c.reply().await;
+    c.send_raw(b"{\"id\":\"x/1\",\"origin\":\"o\",\"act\":{\n")
+        .await
+        .unwrap();
+    c.reply().await;
+    let (status, body) = common::http::get(app.admin_addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("sessions_protocol_errors_total{kind=\"invalid_json\"} 1"));
+    promtool_clean(&body);
+}
+
+fn promtool_clean(text: &str) {
     let mut child = match Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
