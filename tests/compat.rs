@@ -14,76 +14,12 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::node::{client_dir, compat_dir};
 use common::redis_server::RedisServer;
-
-/// Serialises the npm installs: the tests of one generation would otherwise run
-/// `npm ci` into the same folder at the same time.
-static NPM_INSTALL: Mutex<()> = Mutex::new(());
-
-fn compat_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("compat")
-}
-
-/// The client folder of a generation, with its node_modules installed.
-fn client_dir(generation: &str) -> PathBuf {
-    let dir = compat_dir().join(generation);
-    let _guard = NPM_INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    require_tool("node");
-    require_tool("npm");
-    if needs_install(&dir) {
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("could not run npm ci in {}: {e}", dir.display()));
-        assert!(
-            out.status.success(),
-            "npm ci in {} failed ({}):\n{}{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    dir
-}
-
-/// npm writes `node_modules/.package-lock.json` last, so its absence means no
-/// install or an interrupted one; a lock file newer than it means a stale install.
-fn needs_install(dir: &Path) -> bool {
-    let installed = dir.join("node_modules").join(".package-lock.json");
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (
-        modified(&installed),
-        modified(&dir.join("package-lock.json")),
-    ) {
-        (Some(done), Some(lock)) => lock > done,
-        _ => true,
-    }
-}
-
-fn require_tool(tool: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` not found on PATH: the protocol-compatibility tests drive real npm Seneca \
-         clients and need Node.js >= 18 with npm (Debian: apt-get install nodejs npm; \
-         or run .ci/run, which installs it)"
-    );
-}
 
 /// The `sessions` binary under test, killed when dropped.
 struct Service {
