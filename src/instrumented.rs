@@ -11,6 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
+
 use crate::metrics::{Metrics, RedisErrorKind, RedisOp};
 use crate::model::{JsonText, Millis, Session};
 use crate::store::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
@@ -31,29 +33,38 @@ impl<S: Store> Instrumented<S> {
         &self.inner
     }
 
-    async fn timed<T>(
-        &self,
+    /// Wraps `call` with its timing. A plain combinator rather than an `async fn`: an
+    /// `async fn` taking a future by value keeps it twice in its own state, which
+    /// doubles the size of every request's future (measured: 1 KB became 2 KB here).
+    fn timed<'a, T: 'a>(
+        &'a self,
         op: RedisOp,
-        call: impl Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        let mut pending = Pending {
+        call: impl Future<Output = StoreResult<T>> + 'a,
+    ) -> impl Future<Output = StoreResult<T>> + 'a {
+        let pending = Pending {
             metrics: &self.metrics,
             op,
             started: Instant::now(),
             answered: false,
         };
-        let res = call.await;
-        pending.answered = true;
-        self.metrics
-            .observe_redis(op, pending.started.elapsed().as_secs_f64());
-        match &res {
-            Ok(_) | Err(StoreError::SessionClosed) => {}
-            Err(StoreError::Unavailable(_)) => {
-                self.metrics.redis_error(op, RedisErrorKind::Unavailable)
+        call.map(move |res| {
+            // Moved whole into the closure (not field by field), so that it drops
+            // with the closure: when `call` is abandoned before it answers.
+            let mut pending = pending;
+            pending.answered = true;
+            self.metrics
+                .observe_redis(op, pending.started.elapsed().as_secs_f64());
+            match &res {
+                Ok(_) | Err(StoreError::SessionClosed) => {}
+                Err(StoreError::Unavailable(_)) => {
+                    self.metrics.redis_error(op, RedisErrorKind::Unavailable)
+                }
+                Err(StoreError::Internal(_)) => {
+                    self.metrics.redis_error(op, RedisErrorKind::Internal)
+                }
             }
-            Err(StoreError::Internal(_)) => self.metrics.redis_error(op, RedisErrorKind::Internal),
-        }
-        res
+            res
+        })
     }
 }
 

@@ -5,6 +5,13 @@ use std::process::ExitCode;
 
 use sessions::config::Config;
 
+/// mimalloc instead of the system allocator: every request allocates and frees its
+/// line, act, reply and futures on whichever worker thread runs it, and glibc's malloc
+/// spent 14 % of the service's CPU on that (arena locks included); see
+/// docs/benchmarks.md for the before/after.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os()
         .skip(1)

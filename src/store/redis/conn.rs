@@ -399,7 +399,9 @@ impl Redis {
             }
             Link::Cluster(c) => Handle::Cluster(c.conn()),
             Link::Sentinel(s) => {
-                let p = s.primary().await?;
+                // Boxed: discovery is rare and its future is large; kept inline it
+                // would grow every request's future (see `Redis::send`).
+                let p = Box::pin(s.primary()).await?;
                 let c = p.pick();
                 Handle::Sentinel(p, c)
             }
@@ -439,7 +441,9 @@ async fn send_on(handle: &Handle, req: Request<'_>) -> Result<Reply, RedisError>
     match (handle, req) {
         (Handle::Standalone(_, c), r) => send_plain(&mut c.clone(), r).await,
         (Handle::Sentinel(_, c), r) => send_plain(&mut c.clone(), r).await,
-        (Handle::Cluster(c), Request::Batch(b)) => cluster::send_batch(c, b).await.map(Reply::Many),
+        (Handle::Cluster(c), Request::Batch(b)) => {
+            Box::pin(cluster::send_batch(c, b)).await.map(Reply::Many)
+        }
         (Handle::Cluster(c), r) => send_plain(&mut c.clone(), r).await,
     }
 }
