@@ -81,7 +81,7 @@ impl App {
 
 /// Builds the store the configuration asks for.
 pub fn build_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<AnyStore, StartError> {
-    match &cfg.redis_url {
+    match redis_options(cfg)? {
         None => {
             tracing::warn!(
                 "REDIS_URL is not set: using the embedded in-process store; sessions live \
@@ -89,29 +89,38 @@ pub fn build_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<AnyStore, Sta
             );
             Ok(AnyStore::Memory(MemoryStore::new()))
         }
-        Some(url) => {
-            let urls: Vec<String> = split_urls(url).map(mask_url).collect();
+        Some(opts) => {
+            let urls: Vec<String> = split_urls(&opts.url).map(mask_url).collect();
             tracing::info!(
                 url = %urls.join(","),
-                topology = ?cfg.redis_topology,
-                prefix = %cfg.key_prefix,
+                topology = ?opts.topology,
+                prefix = %opts.prefix,
                 "using Redis"
             );
-            let store = RedisStore::new(RedisOptions {
-                url: url.clone(),
-                prefix: cfg.key_prefix.clone(),
-                timeout: cfg.request_timeout,
-                connections: cfg.redis_connections,
-                topology: cfg.redis_topology.clone(),
-                auth: cfg.redis_auth.clone(),
-                sentinel_auth: cfg.redis_sentinel_auth.clone(),
-                tls: tls_files(cfg)?,
-                wait_replicas: cfg.redis_wait_replicas,
-            })
-            .map_err(|e| StartError::Store(mask_url(&e.to_string())))?;
+            let store =
+                RedisStore::new(opts).map_err(|e| StartError::Store(mask_url(&e.to_string())))?;
             Ok(AnyStore::Redis(Instrumented::new(store, metrics.clone())))
         }
     }
+}
+
+/// How to reach Redis as the configuration says (the TLS files read), or `None`
+/// when no `REDIS_URL` is set. Shared by the service and `sessions check`.
+pub fn redis_options(cfg: &Config) -> Result<Option<RedisOptions>, StartError> {
+    let Some(url) = &cfg.redis_url else {
+        return Ok(None);
+    };
+    Ok(Some(RedisOptions {
+        url: url.clone(),
+        prefix: cfg.key_prefix.clone(),
+        timeout: cfg.request_timeout,
+        connections: cfg.redis_connections,
+        topology: cfg.redis_topology.clone(),
+        auth: cfg.redis_auth.clone(),
+        sentinel_auth: cfg.redis_sentinel_auth.clone(),
+        tls: tls_files(cfg)?,
+        wait_replicas: cfg.redis_wait_replicas,
+    }))
 }
 
 /// Reads the TLS files the configuration names.

@@ -1,8 +1,9 @@
 //! `sessions check`: a read-only consistency check of the sessions kept in Redis.
 //!
-//! It connects to `REDIS_URL`, walks the keys of `SESSIONS_KEY_PREFIX` bucket by
-//! bucket with `SCAN` (never `KEYS`), and checks that every session hash and every
-//! index entry agree, as the store's scripts keep them (key layout: see
+//! It reads the service's own settings (`REDIS_URL`, `SESSIONS_REDIS_MODE`, the
+//! credentials and TLS files, `SESSIONS_KEY_PREFIX`), walks the keys of the prefix
+//! bucket by bucket with `SCAN` (never `KEYS`), and checks that every session hash and
+//! every index entry agree, as the store's scripts keep them (key layout: see
 //! `store/redis/mod.rs`):
 //!
 //! - every entry of an index (user, open-time, expiry, retention) and of the reuse
@@ -16,74 +17,119 @@
 //!
 //! Exit code 0 when clean, 1 when problems were found, 2 when the check could not run.
 //!
+//! Where each bucket is read depends on the topology: the one server (standalone);
+//! the primary the sentinels name (`check/sentinel.rs`), which must still be the
+//! primary when the check ends; or, on Redis Cluster, the primary that serves the
+//! bucket's slot (`check/cluster.rs`) — every key of a bucket shares its hash tag, so a
+//! bucket lives wholly on one primary, and SCAN on that primary sees all of it. When
+//! the cluster moves a bucket's slot while it is read (a failover, a resharding), that
+//! bucket's findings are thrown away and it is read again where the slot is now; if
+//! the slot does not settle within [`RETRY_FOR`], the check stops with exit code 2.
+//! A topology change never turns into a reported problem.
+//!
 //! Each look at Redis is one read-only Lua script over one batch of one bucket (every
 //! key it reads shares the bucket's hash tag), so a session and its index entries are
 //! seen in one atomic snapshot: running the check against a live service reports no
 //! false problems, and a session changed between the scan and the look is judged by
 //! what it is at the look. Only keys the scan found are looked at.
 //!
-//! The cost is one `SCAN` pass over the keyspace per bucket, plus a script call per
-//! hundred keys or entries; nothing is written. It talks to one Redis node.
+//! The cost is one `SCAN` pass per bucket over the keyspace of the node holding it,
+//! plus a script call per hundred keys or entries; nothing is written.
 //!
-//! This file walks Redis and runs the scripts (`check/lua/*.lua`, each documented at
-//! its head); `check/verdict.rs` turns what they return into findings and the report.
+//! This file reads the settings and decides where each bucket is read;
+//! `check/bucket.rs` walks one bucket, `check/verdict.rs` judges what the scripts
+//! return, and `check/report.rs` counts and prints the findings.
 
-use std::collections::HashSet;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::{Connection, Script, Value};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 
+use crate::config::Config;
 use crate::model::BUCKETS;
+use crate::store::redis::{connection_info, split_urls, RedisOptions, Topology};
 use crate::telemetry::mask_url;
 
+mod bucket;
+mod cluster;
+mod node;
+mod report;
+mod sentinel;
 mod verdict;
 
-use self::verdict::{cell, judge_entry, judge_reuse, judge_session, Index};
-pub use self::verdict::{Finding, Kind, Report};
+use self::bucket::Walker;
+use self::cluster::Cluster;
+use self::node::Node;
+pub use self::report::{Finding, Kind, NodeTally, Report};
 
-/// `COUNT` hint of each SCAN / ZSCAN / HSCAN step.
-const SCAN_COUNT: usize = 1000;
-/// Keys or entries looked at per script call: small enough to keep each call short.
-const BATCH: usize = 100;
-/// User indexes read whole per script call, and the most members read from one; a
-/// bigger index is walked with ZSCAN.
-const USER_BATCH: usize = 50;
-const SMALL_INDEX: usize = 100;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// For each session id: the hash and its membership of every index it could be in.
-const SESSIONS_LUA: &str = include_str!("check/lua/sessions.lua");
-
-/// For each member of a sorted-set index: still there, and the session behind it.
-const ENTRIES_LUA: &str = include_str!("check/lua/entries.lua");
-
-/// Every member of many small user indexes of one bucket, and the session behind each.
-const USERS_LUA: &str = include_str!("check/lua/users.lua");
-
-/// For each entry of the reuse hash: still there, and the session it points at.
-const REUSE_LUA: &str = include_str!("check/lua/reuse.lua");
+/// How long one bucket may keep failing with a moved slot or a lost node (on a
+/// cluster) before the check gives up with exit code 2.
+pub const RETRY_FOR: Duration = Duration::from_secs(10);
+/// First pause before reading a moved bucket again; doubles up to [`RETRY_WAIT_MAX`].
+const RETRY_WAIT: Duration = Duration::from_millis(100);
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// Why the check could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("{0}")]
     Config(String),
+    #[error("cannot reach Redis at {addr}: {source}")]
+    Connect { addr: String, source: RedisError },
     #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] RedisError),
     #[error("unexpected reply from Redis: {0}")]
     Reply(String),
+    /// No node could be found to read (no sentinel names a primary, no cluster node
+    /// answers, no primary serves a slot).
+    #[error("{0}")]
+    NoPrimary(String),
+    /// The node read is no longer where the data is (a failover, a slot moved).
+    #[error("{0}")]
+    Moved(String),
+    /// A bucket kept moving or failing on a cluster for [`RETRY_FOR`].
+    #[error(
+        "bucket {bucket:02x} (slot {slot}) could not be read within {} s, as the cluster \
+         kept changing; run the check again once it is stable. Last: {last}",
+        RETRY_FOR.as_secs()
+    )]
+    Unsettled {
+        bucket: u16,
+        slot: u16,
+        last: Box<CheckError>,
+    },
 }
 
-/// `sessions check [--help]`: reads `REDIS_URL` and `SESSIONS_KEY_PREFIX`, prints the
-/// report, and returns 0 (clean), 1 (problems) or 2 (could not check).
+impl CheckError {
+    /// Whether reading the bucket again, after asking the cluster where it is now,
+    /// may succeed: a moved slot, a node lost or failing over.
+    fn passing(&self) -> bool {
+        let redis = match self {
+            CheckError::Moved(_) | CheckError::NoPrimary(_) => return true,
+            CheckError::Redis(e) | CheckError::Connect { source: e, .. } => e,
+            _ => return false,
+        };
+        redis.is_cluster_error()
+            || redis.is_io_error()
+            || matches!(
+                redis.kind(),
+                ErrorKind::Server(ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading)
+            )
+    }
+}
+
+/// `sessions check [--help]`: reads the service's Redis settings and
+/// `SESSIONS_KEY_PREFIX`, prints the report, and returns 0 (clean), 1 (problems) or 2
+/// (could not check).
 pub fn main(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: sessions check\n\nChecks the sessions in REDIS_URL under SESSIONS_KEY_PREFIX \
-             (default \"sessions\") for index entries without a session and sessions missing \
-             from their indexes. Read-only. Exit code 0: clean, 1: problems found, 2: error."
+            "usage: sessions check\n\nChecks the sessions under SESSIONS_KEY_PREFIX (default \
+             \"sessions\") in the Redis the service is configured for (REDIS_URL, \
+             SESSIONS_REDIS_MODE standalone, cluster or sentinel, credentials and TLS \
+             settings as for the service) for index entries without a session and sessions \
+             missing from their indexes. On a cluster it reads every primary. Read-only. \
+             Exit code 0: clean, 1: problems found, 2: error."
         );
         return ExitCode::SUCCESS;
     }
@@ -91,16 +137,36 @@ pub fn main(args: &[String]) -> ExitCode {
         eprintln!("sessions check: unexpected argument {extra:?} (try --help)");
         return ExitCode::from(2);
     }
-    let url = match std::env::var("REDIS_URL") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => {
-            eprintln!("sessions check: REDIS_URL is not set: there is no Redis to check");
+    let cfg = match Config::from_env() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("sessions check: {e}");
             return ExitCode::from(2);
         }
     };
-    let prefix = std::env::var("SESSIONS_KEY_PREFIX").unwrap_or_else(|_| "sessions".into());
-    println!("sessions check: {} prefix {prefix:?}", mask_url(&url));
-    match check(&url, &prefix) {
+    let opts = match crate::app::redis_options(&cfg) {
+        Ok(Some(opts)) => opts,
+        Ok(None) => {
+            eprintln!("sessions check: REDIS_URL is not set: there is no Redis to check");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("sessions check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let urls: Vec<String> = split_urls(&opts.url).map(mask_url).collect();
+    let mode = match &opts.topology {
+        Topology::Standalone => "standalone".to_owned(),
+        Topology::Cluster => "cluster".to_owned(),
+        Topology::Sentinel { master } => format!("sentinel master {master:?}"),
+    };
+    println!(
+        "sessions check: {mode} {} prefix {:?}",
+        urls.join(","),
+        opts.prefix
+    );
+    match check(&opts) {
         Ok(report) => {
             print!("{report}");
             if report.problems() == 0 {
@@ -116,333 +182,99 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-/// Checks every bucket of `prefix` in the Redis at `url`.
-pub fn check(url: &str, prefix: &str) -> Result<Report, CheckError> {
+/// Checks every bucket of `opts.prefix` in the Redis `opts` describes.
+pub fn check(opts: &RedisOptions) -> Result<Report, CheckError> {
+    let prefix = opts.prefix.as_str();
     if prefix.is_empty() || prefix.contains(['{', '}']) {
         return Err(CheckError::Config(format!(
             "invalid SESSIONS_KEY_PREFIX {prefix:?}: it must be non-empty without '{{' or '}}'"
         )));
     }
-    let client = redis::Client::open(url)
-        .map_err(|e| CheckError::Config(format!("invalid REDIS_URL: {e}")))?;
-    let mut con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    con.set_read_timeout(Some(IO_TIMEOUT))?;
-    con.set_write_timeout(Some(IO_TIMEOUT))?;
-    let scripts = Scripts {
-        sessions: Script::new(SESSIONS_LUA),
-        entries: Script::new(ENTRIES_LUA),
-        users: Script::new(USERS_LUA),
-        reuse: Script::new(REUSE_LUA),
-    };
-    let mut report = Report {
-        prefix: prefix.to_owned(),
-        ..Report::default()
-    };
-    for bucket in 0..BUCKETS {
-        check_bucket(&mut con, &scripts, prefix, bucket, &mut report)?;
-        report.buckets += 1;
+    opts.tls.check().map_err(CheckError::Config)?;
+    let walker = Walker::new(prefix);
+    let mut report = Report::new(prefix);
+    match &opts.topology {
+        Topology::Standalone => {
+            let url = split_urls(&opts.url)
+                .next()
+                .ok_or_else(|| CheckError::Config("REDIS_URL holds no URL".into()))?;
+            let info = connection_info(url, &opts.auth).map_err(CheckError::Config)?;
+            let mut node = Node::open(info, &opts.tls)?;
+            check_node(&walker, &mut node, &mut report)?;
+        }
+        Topology::Sentinel { master } => {
+            let mut node = sentinel::primary(opts, master)?;
+            check_node(&walker, &mut node, &mut report)?;
+            sentinel::still_primary(opts, master, &node)?;
+        }
+        Topology::Cluster => {
+            let mut cluster = Cluster::discover(opts)?;
+            for bucket in 0..BUCKETS {
+                let (node, part) = check_cluster_bucket(&walker, &mut cluster, bucket)?;
+                report.absorb(part, &node);
+            }
+        }
     }
     Ok(report)
 }
 
-struct Scripts {
-    sessions: Script,
-    entries: Script,
-    users: Script,
-    reuse: Script,
-}
-
-/// The keys of one bucket, by what the layout says they are.
-#[derive(Default)]
-struct BucketKeys {
-    base: String,
-    sessions: Vec<String>,
-    /// Sorted-set indexes: (key, what it holds).
-    indexes: Vec<(String, Index)>,
-    reuse: Option<String>,
-}
-
-/// What the part of a key after the bucket base names.
-#[derive(Debug, PartialEq, Eq)]
-enum KeyKind {
-    Session(String),
-    Index(Index),
-    Reuse,
-    Unknown,
-}
-
-fn classify(rest: &str) -> KeyKind {
-    match rest {
-        "oa" => KeyKind::Index(Index::OpenActive),
-        "oc" => KeyKind::Index(Index::OpenClosed),
-        "exp" => KeyKind::Index(Index::Expiry),
-        "ret" => KeyKind::Index(Index::Retention),
-        "reuse" => KeyKind::Reuse,
-        _ => {
-            if let Some(id) = rest.strip_prefix("s:") {
-                KeyKind::Session(id.to_owned())
-            } else if let Some(u) = rest.strip_prefix("ua:") {
-                KeyKind::Index(Index::User {
-                    user_id: u.to_owned(),
-                    active: true,
-                })
-            } else if let Some(u) = rest.strip_prefix("uc:") {
-                KeyKind::Index(Index::User {
-                    user_id: u.to_owned(),
-                    active: false,
-                })
-            } else {
-                KeyKind::Unknown
-            }
-        }
-    }
-}
-
-/// `text` with the glob characters of SCAN's MATCH escaped.
-fn glob_escape(text: &str) -> String {
-    let mut s = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s
-}
-
-fn check_bucket(
-    con: &mut Connection,
-    scripts: &Scripts,
-    prefix: &str,
-    bucket: u16,
-    report: &mut Report,
-) -> Result<(), CheckError> {
-    let keys = scan_bucket(con, prefix, bucket, report)?;
-    let oa = format!("{}oa", keys.base);
-    let oc = format!("{}oc", keys.base);
-    let exp = format!("{}exp", keys.base);
-    let ret = format!("{}ret", keys.base);
-    for ids in keys.sessions.chunks(BATCH) {
-        let mut inv = scripts.sessions.prepare_invoke();
-        inv.key(&oa).key(&oc).key(&exp).key(&ret).arg(&keys.base);
-        for id in ids {
-            inv.arg(id);
-        }
-        let rows = rows(inv.invoke(con)?, ids.len())?;
-        for (id, row) in ids.iter().zip(rows) {
-            let key = format!("{}s:{id}", keys.base);
-            judge_session(bucket, &key, id, &row, report);
-        }
-    }
-    let (users, mut walk): (Vec<_>, Vec<_>) = keys
-        .indexes
-        .iter()
-        .partition(|(_, index)| matches!(index, Index::User { .. }));
-    for batch in users.chunks(USER_BATCH) {
-        let mut inv = scripts.users.prepare_invoke();
-        inv.key(&oa).arg(&keys.base).arg(SMALL_INDEX);
-        for (key, _) in batch {
-            inv.arg(key);
-        }
-        let rows = rows(inv.invoke(con)?, batch.len())?;
-        for (&pair, row) in batch.iter().zip(rows) {
-            let (key, index) = pair;
-            if cell(&row, 0) != Some("ok") {
-                walk.push(pair);
-                continue;
-            }
-            for entry in row.get(1..).unwrap_or_default().chunks(4) {
-                let [id, rest @ ..] = entry else { continue };
-                let Some(id) = id.as_deref() else { continue };
-                let mut looked = vec![Some("1".to_string())];
-                looked.extend(rest.iter().cloned());
-                report.index_entries += 1;
-                judge_entry(key, index, id, &looked, report);
-            }
-        }
-    }
-    for (key, index) in walk {
-        let mut seen = HashSet::new();
-        scan_members(con, "ZSCAN", key, |con, page| {
-            let ids: Vec<String> = page
-                .chunks(2)
-                .filter_map(|p| p.first().cloned())
-                .filter(|id| seen.insert(id.clone()))
-                .collect();
-            for batch in ids.chunks(BATCH) {
-                let mut inv = scripts.entries.prepare_invoke();
-                inv.key(key).arg(&keys.base);
-                for id in batch {
-                    inv.arg(id);
-                }
-                let rows = rows(inv.invoke(con)?, batch.len())?;
-                for (id, row) in batch.iter().zip(rows) {
-                    report.index_entries += 1;
-                    judge_entry(key, index, id, &row, report);
-                }
-            }
-            Ok(())
-        })?;
-    }
-    if let Some(key) = &keys.reuse {
-        let mut seen = HashSet::new();
-        scan_members(con, "HSCAN", key, |con, page| {
-            let pairs: Vec<(String, String)> = page
-                .chunks(2)
-                .filter_map(|p| match p {
-                    [rk, id] => Some((rk.clone(), id.clone())),
-                    _ => None,
-                })
-                .filter(|(rk, _)| seen.insert(rk.clone()))
-                .collect();
-            for batch in pairs.chunks(BATCH) {
-                let mut inv = scripts.reuse.prepare_invoke();
-                inv.key(key).arg(&keys.base);
-                for (rk, id) in batch {
-                    inv.arg(rk).arg(id);
-                }
-                let rows = rows(inv.invoke(con)?, batch.len())?;
-                for ((rk, id), row) in batch.iter().zip(rows) {
-                    report.reuse_entries += 1;
-                    judge_reuse(key, rk, id, &row, report);
-                }
-            }
-            Ok(())
-        })?;
+/// Every bucket, read on one node.
+fn check_node(walker: &Walker, node: &mut Node, report: &mut Report) -> Result<(), CheckError> {
+    for bucket in 0..BUCKETS {
+        let part = walker.bucket(&mut node.con, bucket)?;
+        report.absorb(part, &node.addr);
     }
     Ok(())
 }
 
-/// SCANs the keys of one bucket and sorts them by what they are; keys of the wrong
-/// type or outside the layout are reported and left out.
-fn scan_bucket(
-    con: &mut Connection,
-    prefix: &str,
+/// One bucket on the primary serving its slot, read again (after asking the cluster
+/// where the slot is now) while the slot moves or its node fails, for up to
+/// [`RETRY_FOR`]. Returns the node read and the bucket's findings.
+fn check_cluster_bucket(
+    walker: &Walker,
+    cluster: &mut Cluster,
     bucket: u16,
-    report: &mut Report,
-) -> Result<BucketKeys, CheckError> {
-    let mut keys = BucketKeys {
-        base: format!("{prefix}:{{{bucket:02x}}}:"),
-        ..BucketKeys::default()
-    };
-    let pattern = format!("{}*", glob_escape(&keys.base));
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let mut others: Vec<(String, Option<Index>)> = Vec::new();
-    let mut cursor = 0u64;
+) -> Result<(String, Report), CheckError> {
+    let slot = cluster::bucket_slot(bucket);
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut wait = RETRY_WAIT;
     loop {
-        let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query(con)?;
-        for raw in page {
-            if !seen.insert(raw.clone()) {
-                continue; // SCAN may return a key twice
-            }
-            let Ok(key) = String::from_utf8(raw) else {
-                report.add(Kind::UnknownKey, "(not UTF-8)", "", "key name is not UTF-8");
-                continue;
-            };
-            let rest = key.get(keys.base.len()..).unwrap_or_default();
-            match classify(rest) {
-                KeyKind::Session(id) => keys.sessions.push(id),
-                KeyKind::Index(index) => others.push((key, Some(index))),
-                KeyKind::Reuse => others.push((key, None)),
-                KeyKind::Unknown => {
-                    report.add(Kind::UnknownKey, &key, "", "not a key of the layout")
-                }
-            }
+        let last = match read_on_owner(walker, cluster, bucket, slot) {
+            Ok(done) => return Ok(done),
+            Err(e) if e.passing() => e,
+            Err(e) => return Err(e),
+        };
+        if Instant::now() + wait > deadline {
+            return Err(CheckError::Unsettled {
+                bucket,
+                slot,
+                last: Box::new(last),
+            });
         }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
-    keys.sessions.sort();
-    // Index keys must be sorted sets and the reuse key a hash: check before reading.
-    for batch in others.chunks(BATCH) {
-        let mut pipe = redis::pipe();
-        for (key, _) in batch {
-            pipe.cmd("TYPE").arg(key);
-        }
-        let types: Vec<String> = pipe.query(con)?;
-        for ((key, index), ty) in batch.iter().zip(types) {
-            let want = if index.is_some() { "zset" } else { "hash" };
-            if ty == "none" {
-                continue; // deleted since the scan
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(RETRY_WAIT_MAX);
+        // A failed refresh (no node answers yet) is retried like the read.
+        if let Err(e) = cluster.refresh() {
+            if !e.passing() {
+                return Err(e);
             }
-            if ty != want {
-                report.add(
-                    Kind::UnknownKey,
-                    key,
-                    "",
-                    format!("a {ty}, expected a {want}"),
-                );
-                continue;
-            }
-            match index {
-                Some(index) => keys.indexes.push((key.clone(), index.clone())),
-                None => keys.reuse = Some(key.clone()),
-            }
-        }
-    }
-    keys.indexes.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(keys)
-}
-
-/// Walks a sorted set (ZSCAN) or hash (HSCAN), handing each page of flat
-/// member/score or field/value pairs to `each`.
-fn scan_members(
-    con: &mut Connection,
-    command: &str,
-    key: &str,
-    mut each: impl FnMut(&mut Connection, Vec<String>) -> Result<(), CheckError>,
-) -> Result<(), CheckError> {
-    let mut cursor = 0u64;
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd(command)
-            .arg(key)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query(con)?;
-        each(con, page)?;
-        cursor = next;
-        if cursor == 0 {
-            return Ok(());
         }
     }
 }
 
-/// One row per input of a script reply, each a list of optional strings.
-fn rows(reply: Value, expected: usize) -> Result<Vec<Vec<Option<String>>>, CheckError> {
-    let Value::Array(rows) = reply else {
-        return Err(CheckError::Reply(format!("expected rows, got {reply:?}")));
-    };
-    if rows.len() != expected {
-        return Err(CheckError::Reply(format!(
-            "{} rows for {expected} inputs",
-            rows.len()
-        )));
-    }
-    rows.into_iter()
-        .map(|row| match row {
-            Value::Array(cells) => Ok(cells.iter().map(text).collect()),
-            other => Err(CheckError::Reply(format!("expected a row, got {other:?}"))),
-        })
-        .collect()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Okay => Some("OK".into()),
-        _ => None,
-    }
+/// Reads one bucket on the primary the slot map names, if that primary says it serves
+/// the slot (and is not migrating it) both before and after.
+fn read_on_owner(
+    walker: &Walker,
+    cluster: &mut Cluster,
+    bucket: u16,
+    slot: u16,
+) -> Result<(String, Report), CheckError> {
+    let node = cluster.owner(slot)?;
+    cluster::ensure_serves(node, slot)?;
+    let part = walker.bucket(&mut node.con, bucket)?;
+    cluster::ensure_serves(node, slot)?;
+    Ok((node.addr.clone(), part))
 }
 
 #[cfg(test)]
@@ -450,18 +282,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_classified_by_the_layout() {
-        assert_eq!(classify("oa"), KeyKind::Index(Index::OpenActive));
-        assert_eq!(classify("s:0a12"), KeyKind::Session("0a12".into()));
-        assert_eq!(
-            classify("uc:a:b"),
-            KeyKind::Index(Index::User {
-                user_id: "a:b".into(),
-                active: false
-            })
-        );
-        assert_eq!(classify("reuse"), KeyKind::Reuse);
-        assert_eq!(classify("other"), KeyKind::Unknown);
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    fn only_topology_changes_are_retried() {
+        let moved = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::Moved),
+            "MOVED",
+            "3999 127.0.0.1:6381".to_owned(),
+        ));
+        assert!(CheckError::Redis(moved).passing());
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(CheckError::Connect {
+            addr: "a:1".into(),
+            source: io
+        }
+        .passing());
+        assert!(CheckError::Moved("slot moved".into()).passing());
+        let auth = RedisError::from((ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert!(!CheckError::Redis(auth).passing());
+        assert!(!CheckError::Reply("junk".into()).passing());
+        assert!(!CheckError::Config("bad".into()).passing());
     }
 }

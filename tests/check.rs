@@ -1,17 +1,23 @@
 //! `sessions check` (the built binary) against a throwaway redis-server: a dataset
 //! written by the service is clean, also while writes go on; hand-made breakage
 //! (a deleted hash, index entries removed or added with ZREM / ZADD) is reported by
-//! kind with exit code 1; no Redis is exit code 2.
+//! kind with exit code 1; no Redis is exit code 2. On a Redis Cluster of three
+//! primaries it reads every primary: it counts the sessions of each, finds breakage
+//! made on primaries other than the first, refuses (exit code 2) to judge a bucket
+//! whose slot is being migrated, and follows the slot once it has moved.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fleet::{run_check, run_check_with, CheckRun};
+use common::redis_cluster::RedisCluster;
 use common::redis_server::RedisServer;
 use common::seneca::Client;
+use common::store_load::user_per_bucket;
 use serde_json::{json, Value};
 
 async fn check(url: &str, prefix: &str) -> CheckRun {
@@ -230,4 +236,254 @@ fn without_redis_the_check_fails_with_code_2() {
 
     let bad_prefix = run_check(&format!("redis://127.0.0.1:{port}/"), "a{b}");
     assert_eq!(bad_prefix.code, Some(2), "{bad_prefix:?}");
+}
+
+/// Runs `sessions check` in cluster mode, seeded with every node of `cluster`.
+async fn check_cluster(cluster: &RedisCluster, prefix: &str) -> CheckRun {
+    let (urls, prefix) = (cluster.urls(), prefix.to_string());
+    tokio::task::spawn_blocking(move || {
+        run_check_with(&[
+            ("REDIS_URL", &urls),
+            ("SESSIONS_REDIS_MODE", "cluster"),
+            ("SESSIONS_KEY_PREFIX", &prefix),
+        ])
+    })
+    .await
+    .unwrap()
+}
+
+/// The `node 127.0.0.1:<port>: <b> buckets, <s> sessions` lines of a report, by port.
+fn per_node(report: &str) -> BTreeMap<u16, (u64, u64)> {
+    report
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("node 127.0.0.1:")?;
+            let (port, counts) = rest.split_once(": ")?;
+            let n: Vec<u64> = counts
+                .split_whitespace()
+                .filter_map(|w| w.trim_end_matches(',').parse().ok())
+                .collect();
+            Some((port.parse().ok()?, (*n.first()?, *n.get(1)?)))
+        })
+        .collect()
+}
+
+/// The primary holding `key` (the others answer MOVED).
+fn holder(cluster: &RedisCluster, key: &str) -> u16 {
+    cluster
+        .primaries()
+        .into_iter()
+        .find(|p| {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query::<bool>(&mut RedisCluster::conn(*p))
+                .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no primary holds {key}"))
+}
+
+/// Session hashes of `prefix` on the node on `port`, counted with SCAN.
+fn sessions_on(port: u16, prefix: &str) -> u64 {
+    let mut con = RedisCluster::conn(port);
+    let (mut cursor, mut seen) = (0u64, std::collections::HashSet::new());
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*:s:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut con)
+            .unwrap();
+        seen.extend(keys); // SCAN may return a key twice
+        cursor = next;
+        if cursor == 0 {
+            return seen.len() as u64;
+        }
+    }
+}
+
+fn node_id(cluster: &RedisCluster, port: u16) -> String {
+    RedisCluster::topology(cluster.primaries()[0])
+        .into_iter()
+        .find(|n| n.port == port)
+        .map(|n| n.id)
+        .unwrap()
+}
+
+fn cluster_cmd(port: u16, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut RedisCluster::conn(port))
+        .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_every_primary_is_checked() {
+    let cluster = RedisCluster::start();
+    let prefix = common::unique_prefix("check-cluster");
+    let urls = cluster.urls();
+    let app = common::spawn_app(&[
+        ("REDIS_URL", &urls),
+        ("SESSIONS_REDIS_MODE", "cluster"),
+        ("SESSIONS_KEY_PREFIX", &prefix),
+    ])
+    .await;
+    let mut c = Client::connect(app.seneca_addr).await;
+    // Two sessions in every bucket, so on every primary; every third one closed.
+    let mut active = Vec::new();
+    let mut n = 0;
+    for u in user_per_bucket("cc") {
+        for k in 0..2 {
+            let s = c
+                .call(json!({"cmd": "open_session", "user_id": u, "client": format!("c{k}")}))
+                .await;
+            let id = s["id"].as_str().unwrap().to_string();
+            if n % 3 == 0 {
+                c.call(json!({"cmd": "close_session", "session_id": id}))
+                    .await;
+            } else {
+                active.push(id);
+            }
+            n += 1;
+        }
+    }
+    assert_eq!((n, active.len()), (128, 85));
+
+    let clean = check_cluster(&cluster, &prefix).await;
+    println!("{}{}", clean.stdout, clean.stderr);
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    assert!(
+        clean
+            .stdout
+            .contains("64 buckets, 128 sessions (85 active, 43 closed)"),
+        "{}",
+        clean.stdout
+    );
+    // Every primary was read, and holds as many session hashes as reported for it.
+    let primaries = cluster.primaries();
+    let before = per_node(&clean.stdout);
+    println!("checked per primary (port: (buckets, sessions)): {before:?}");
+    assert_eq!(
+        before.keys().copied().collect::<Vec<_>>(),
+        primaries,
+        "{}",
+        clean.stdout
+    );
+    for (port, (buckets, sessions)) in &before {
+        assert!(*buckets > 0 && *sessions > 0, "{port}: {before:?}");
+        assert_eq!(*sessions, sessions_on(*port, &prefix), "primary {port}");
+    }
+    assert_eq!(before.values().map(|v| v.0).sum::<u64>(), 64);
+    assert_eq!(before.values().map(|v| v.1).sum::<u64>(), 128);
+
+    // A bucket whose slot is being migrated is not judged: exit code 2, no finding.
+    let moved_key = format!("{prefix}:{{00}}:oa");
+    let src = holder(&cluster, &moved_key);
+    let dst = *primaries.iter().find(|p| **p != src).unwrap();
+    let slot = match cluster_cmd(src, &["CLUSTER", "KEYSLOT", &moved_key]) {
+        redis::Value::Int(s) => s.to_string(),
+        other => panic!("KEYSLOT: {other:?}"),
+    };
+    let (src_id, dst_id) = (node_id(&cluster, src), node_id(&cluster, dst));
+    cluster_cmd(dst, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]);
+    cluster_cmd(src, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst_id]);
+    let moving = check_cluster(&cluster, &prefix).await;
+    println!("{}{}", moving.stdout, moving.stderr);
+    assert_eq!(moving.code, Some(2), "{moving:?}");
+    assert!(moving.stderr.contains("being moved"), "{}", moving.stderr);
+    assert!(!moving.stdout.contains("FAILED"), "{}", moving.stdout);
+
+    // Once the slot has moved, with its keys, the check reads the bucket on its new
+    // primary and finds it clean.
+    let keys: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(&slot)
+        .arg(1000)
+        .query(&mut RedisCluster::conn(src))
+        .unwrap();
+    assert!(!keys.is_empty());
+    let mut migrate = redis::cmd("MIGRATE");
+    migrate
+        .arg("127.0.0.1")
+        .arg(dst)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS");
+    for k in &keys {
+        migrate.arg(k);
+    }
+    let _: () = migrate.query(&mut RedisCluster::conn(src)).unwrap();
+    for port in [dst, src] {
+        cluster_cmd(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]);
+    }
+    for port in primaries.iter().filter(|p| ![src, dst].contains(p)) {
+        cluster_cmd(*port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]);
+    }
+    cluster.wait_healthy(std::time::Duration::from_secs(30));
+    let after = check_cluster(&cluster, &prefix).await;
+    println!("{}{}", after.stdout, after.stderr);
+    assert_eq!(after.code, Some(0), "{after:?}");
+    assert!(
+        after.stdout.contains("64 buckets, 128 sessions"),
+        "{}",
+        after.stdout
+    );
+    let moved = per_node(&after.stdout);
+    println!("after moving bucket 00 from {src} to {dst}: {moved:?}");
+    assert_eq!(moved[&src].0, before[&src].0 - 1);
+    assert_eq!(moved[&dst].0, before[&dst].0 + 1);
+    for port in &primaries {
+        assert_eq!(moved[port].1, sessions_on(*port, &prefix), "primary {port}");
+    }
+
+    // Breakage on primaries other than the first is found.
+    let first = primaries[0];
+    let key_of = |id: &String| hash_key(&prefix, id);
+    let gone = active
+        .iter()
+        .find(|id| holder(&cluster, &key_of(id)) != first)
+        .unwrap()
+        .clone();
+    let gone_on = holder(&cluster, &key_of(&gone));
+    let unexpiring = active
+        .iter()
+        .find(|id| {
+            let on = holder(&cluster, &key_of(id));
+            on != first && on != gone_on
+        })
+        .unwrap()
+        .clone();
+    let unexpiring_on = holder(&cluster, &key_of(&unexpiring));
+    let del: i64 = redis::cmd("DEL")
+        .arg(key_of(&gone))
+        .query(&mut RedisCluster::conn(gone_on))
+        .unwrap();
+    assert_eq!(del, 1);
+    let zrem: i64 = redis::cmd("ZREM")
+        .arg(index_key(&prefix, &unexpiring, "exp"))
+        .arg(&unexpiring)
+        .query(&mut RedisCluster::conn(unexpiring_on))
+        .unwrap();
+    assert_eq!(zrem, 1);
+    println!(
+        "deleted the hash of {gone} on {gone_on}, removed {unexpiring} from exp on \
+         {unexpiring_on} (first primary: {first})"
+    );
+    let broken = check_cluster(&cluster, &prefix).await;
+    println!("{}{}", broken.stdout, broken.stderr);
+    assert_eq!(broken.code, Some(1), "{broken:?}");
+    let out = &broken.stdout;
+    for (line, id) in [
+        ("dangling_entry: 4 ", &gone),
+        ("missing_from_expiry: 1 ", &unexpiring),
+    ] {
+        assert!(out.contains(line), "expected {line:?} in:\n{out}");
+        assert!(out.contains(id.as_str()), "expected {id} named in:\n{out}");
+    }
+    assert!(out.contains("FAILED: 5 problems found"), "{out}");
+    app.shutdown();
 }

@@ -1,8 +1,10 @@
 //! The Redis store on a real Redis Cluster (six redis-server processes: three
 //! primaries with a replica each): keys spread over every primary, no request ever
 //! spans slots, the service runs on a cluster from its configuration, and a primary
-//! killed under load is failed over without losing an acknowledged write. The command
-//! semantics on a cluster are in `semantics.rs` (`cluster::*`).
+//! killed under load is failed over without losing an acknowledged write, leaving
+//! data that `sessions check` (in cluster mode, reading every primary) finds
+//! consistent. The command semantics on a cluster are in `semantics.rs`
+//! (`cluster::*`).
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fleet;
 use common::redis_cluster::{self, RedisCluster};
 use common::store_load::{
     json, now, open_req, probe_every_bucket, read_every_bucket, since, spawn_load, user_per_bucket,
@@ -170,7 +173,8 @@ async fn the_service_runs_on_a_cluster_from_its_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_killed_under_load_fails_over_without_losing_acknowledged_writes() {
     let mut cluster = RedisCluster::start();
-    let plain = Arc::new(store(&cluster, &common::unique_prefix("failover"), 0));
+    let plain_prefix = common::unique_prefix("failover");
+    let plain = Arc::new(store(&cluster, &plain_prefix, 0));
     let wait_prefix = common::unique_prefix("failover-wait");
     let waiting = Arc::new(store(&cluster, &wait_prefix, 1));
     // Reads the WAIT store's sessions on connections of its own: a WAIT that cannot be
@@ -320,4 +324,34 @@ async fn a_primary_killed_under_load_fails_over_without_losing_acknowledged_writ
     assert!(page.total.unwrap() > 0);
     plain.counts().await.unwrap();
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+
+    // `sessions check` in cluster mode reads every primary of the new topology (the
+    // promoted replica among them) and finds both datasets consistent: a write lost
+    // with the killed primary is lost whole (a script is atomic, and replicated as one
+    // transaction).
+    for prefix in [plain_prefix, wait_prefix] {
+        let urls = cluster.urls();
+        let run = tokio::task::spawn_blocking(move || {
+            fleet::assert_consistent_with(&[
+                ("REDIS_URL", urls.as_str()),
+                ("SESSIONS_REDIS_MODE", "cluster"),
+                ("SESSIONS_KEY_PREFIX", prefix.as_str()),
+            ])
+        })
+        .await
+        .unwrap();
+        for port in cluster.primaries() {
+            assert!(
+                run.stdout.contains(&format!("node 127.0.0.1:{port}: ")),
+                "primary {port} was read:\n{}",
+                run.stdout
+            );
+        }
+        assert!(
+            !run.stdout.contains(&format!("node 127.0.0.1:{victim}: ")),
+            "the old primary {victim}, now a replica, was not read:\n{}",
+            run.stdout
+        );
+        assert!(!run.stdout.contains(" 0 sessions"), "{}", run.stdout);
+    }
 }

@@ -1,14 +1,9 @@
-//! The verdicts of `sessions check`: what kind of problem a look at Redis shows, and
-//! the report that counts them. Pure functions over the rows the check scripts
-//! return (`lua/*.lua`), so every rule is unit-tested without Redis.
+//! The verdicts of `sessions check`: what a look at Redis shows to be wrong. Pure
+//! functions over the rows the check scripts return (`lua/*.lua`), adding findings to
+//! a [`Report`], so every rule is unit-tested without Redis.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
+use super::report::{Kind, Report};
 use crate::model::{bucket_of_session, bucket_of_user};
-
-/// Problems listed per kind; the rest are only counted.
-const EXAMPLES: usize = 10;
 
 /// A sorted-set index and what its entries must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,138 +13,6 @@ pub(super) enum Index {
     Expiry,
     Retention,
     User { user_id: String, active: bool },
-}
-
-/// What kind of inconsistency a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    /// An index or reuse entry whose session hash does not exist.
-    DanglingEntry,
-    /// A session missing from an index its active flag puts it in (other than expiry).
-    MissingFromIndex,
-    /// An active session missing from the expiry index: it would never expire.
-    MissingFromExpiry,
-    /// A closed session in an active index, or an active one in a closed index.
-    InWrongIndex,
-    /// An index entry whose score is not the session's time it is sorted by.
-    WrongScore,
-    /// A user index entry of a session of another user.
-    WrongUserIndex,
-    /// A reuse entry pointing at a closed session.
-    ReuseNotActive,
-    /// A reuse entry whose key is not the reuse key of the session it points at.
-    ReuseKeyMismatch,
-    /// A session hash that is malformed (missing or bad fields, wrong bucket, not a hash).
-    BadSession,
-    /// A key under the prefix that is not part of the layout, or of the wrong type.
-    UnknownKey,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::DanglingEntry => "dangling_entry",
-            Kind::MissingFromIndex => "missing_from_index",
-            Kind::MissingFromExpiry => "missing_from_expiry",
-            Kind::InWrongIndex => "in_wrong_index",
-            Kind::WrongScore => "wrong_score",
-            Kind::WrongUserIndex => "wrong_user_index",
-            Kind::ReuseNotActive => "reuse_not_active",
-            Kind::ReuseKeyMismatch => "reuse_key_mismatch",
-            Kind::BadSession => "bad_session",
-            Kind::UnknownKey => "unknown_key",
-        }
-    }
-
-    fn meaning(self) -> &'static str {
-        match self {
-            Kind::DanglingEntry => "index or reuse entries without a session hash",
-            Kind::MissingFromIndex => "sessions missing from an index their state calls for",
-            Kind::MissingFromExpiry => "active sessions missing from the expiry index",
-            Kind::InWrongIndex => {
-                "closed sessions in active indexes or active ones in closed indexes"
-            }
-            Kind::WrongScore => "index entries whose score is not the session's time",
-            Kind::WrongUserIndex => "user index entries of another user's session",
-            Kind::ReuseNotActive => "reuse entries pointing at a closed session",
-            Kind::ReuseKeyMismatch => "reuse entries whose key is not the session's reuse key",
-            Kind::BadSession => "malformed session hashes",
-            Kind::UnknownKey => "keys under the prefix that are not part of the layout",
-        }
-    }
-}
-
-/// One problem: its kind, the key it was found at, the session id, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub kind: Kind,
-    pub key: String,
-    pub id: String,
-    pub detail: String,
-}
-
-/// What a check saw and found.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub prefix: String,
-    pub buckets: u16,
-    pub active: u64,
-    pub closed: u64,
-    /// Sorted-set index entries looked at.
-    pub index_entries: u64,
-    /// Reuse hash entries looked at.
-    pub reuse_entries: u64,
-    /// Problems by kind.
-    pub counts: BTreeMap<Kind, u64>,
-    /// The first [`EXAMPLES`] problems of each kind.
-    pub examples: Vec<Finding>,
-}
-
-impl Report {
-    /// Total problems found.
-    pub fn problems(&self) -> u64 {
-        self.counts.values().sum()
-    }
-
-    pub(super) fn add(&mut self, kind: Kind, key: &str, id: &str, detail: impl Into<String>) {
-        let n = self.counts.entry(kind).or_insert(0);
-        *n += 1;
-        if *n <= EXAMPLES as u64 {
-            self.examples.push(Finding {
-                kind,
-                key: key.to_owned(),
-                id: id.to_owned(),
-                detail: detail.into(),
-            });
-        }
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "prefix {:?}: {} buckets, {} sessions ({} active, {} closed), {} index entries, {} reuse entries",
-            self.prefix,
-            self.buckets,
-            self.active + self.closed,
-            self.active,
-            self.closed,
-            self.index_entries,
-            self.reuse_entries
-        )?;
-        for (kind, n) in &self.counts {
-            writeln!(f, "{}: {n} ({})", kind.name(), kind.meaning())?;
-            for e in self.examples.iter().filter(|e| e.kind == *kind) {
-                writeln!(f, "  {} {}: {}", e.key, e.id, e.detail)?;
-            }
-        }
-        if self.counts.is_empty() {
-            writeln!(f, "OK: no problems found")
-        } else {
-            writeln!(f, "FAILED: {} problems found", self.problems())
-        }
-    }
 }
 
 pub(super) fn cell(row: &[Option<String>], i: usize) -> Option<&str> {

@@ -139,13 +139,28 @@ pub fn run_check(redis_url: &str, prefix: &str) -> CheckRun {
     run_check_with(&[("REDIS_URL", redis_url), ("SESSIONS_KEY_PREFIX", prefix)])
 }
 
-/// Runs `sessions check` with exactly `env` as its sessions settings.
+/// The settings `sessions check` reads for Redis, none inherited from the test run.
+const CHECK_SETTINGS: &[&str] = &[
+    "REDIS_URL",
+    "SESSIONS_KEY_PREFIX",
+    "SESSIONS_REDIS_MODE",
+    "SESSIONS_REDIS_SENTINEL_MASTER",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_SENTINEL_USERNAME",
+    "REDIS_SENTINEL_PASSWORD",
+    "SESSIONS_REDIS_CA_FILE",
+    "SESSIONS_REDIS_CLIENT_CERT_FILE",
+    "SESSIONS_REDIS_CLIENT_KEY_FILE",
+];
+
+/// Runs `sessions check` with exactly `env` as its Redis settings.
 pub fn run_check_with(env: &[(&str, &str)]) -> CheckRun {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessions"));
-    cmd.arg("check")
-        .env_remove("REDIS_URL")
-        .env_remove("SESSIONS_KEY_PREFIX")
-        .stdin(Stdio::null());
+    cmd.arg("check").stdin(Stdio::null());
+    for name in CHECK_SETTINGS {
+        cmd.env_remove(name);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -159,7 +174,13 @@ pub fn run_check_with(env: &[(&str, &str)]) -> CheckRun {
 
 /// Runs the checker and asserts it found the dataset clean.
 pub fn assert_consistent(redis_url: &str, prefix: &str) -> CheckRun {
-    let run = run_check(redis_url, prefix);
+    assert_consistent_with(&[("REDIS_URL", redis_url), ("SESSIONS_KEY_PREFIX", prefix)])
+}
+
+/// Runs the checker with `env` (a cluster or Sentinel configuration) and asserts it
+/// found the dataset clean.
+pub fn assert_consistent_with(env: &[(&str, &str)]) -> CheckRun {
+    let run = run_check_with(env);
     println!("sessions check:\n{}{}", run.stdout, run.stderr);
     assert_eq!(
         run.code,

@@ -80,7 +80,10 @@ use self::keys::Keys;
 pub use self::options::{
     check_url, split_urls, Credentials, RedisOptions, Secret, TlsPem, Topology,
 };
+// For `sessions check`, which reaches the same nodes with the same settings.
+pub(crate) use self::options::{client, connection_info, connection_infos, is_tls, node_at};
 use self::scripts::{Lua, SCRIPTS};
+pub(crate) use self::sentinel::is_primary;
 use super::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
 use crate::model::{
     bucket_of_session, bucket_of_user, new_session_id, reuse_key, JsonText, Millis, Session,

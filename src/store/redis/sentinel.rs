@@ -361,7 +361,7 @@ fn timed_out() -> RedisError {
 }
 
 /// Whether a ROLE reply is a primary's (`["master", offset, replicas]`).
-fn is_primary(role: &Value) -> bool {
+pub(crate) fn is_primary(role: &Value) -> bool {
     let Value::Array(items) = role else {
         return false;
     };
