@@ -3,9 +3,12 @@
 #
 # In one run, back to back on the same machine:
 #   1. the service on Redis: get, open, store and a mix, at 1, 16, 64 and 256 requests
-#      in flight (connections x in-flight: 1x1, 4x4, 4x16, 16x16), with sessions-bench;
+#      in flight, with sessions-bench, in two shapes: N clients with one request each
+#      (1x1, 16x1, 64x1, 256x1: connections x in flight each), and a few connections
+#      with many requests each (4x16, 16x16);
 #   2. Redis' own limit for the same work at the same concurrency, with redis-benchmark
-#      against the same redis-server (-c connections, -P pipeline): HGETALL of a real
+#      against the same redis-server, in the same shape (-c connections, -P requests
+#      in flight each: -c 64 -P 1 for 64x1, -c 4 -P 16 for 4x16): HGETALL of a real
 #      session hash (get), EVALSHA of the real open script (reuse path, as the open
 #      scenario re-opens pooled users' sessions), EVALSHA of the real store_data script;
 #   3. the service on its embedded store (no Redis: the protocol's own cost).
@@ -13,7 +16,8 @@
 # concurrency. The numbers are only comparable within one run (the machine is shared).
 #
 # Usage: bench/run.sh [OUT.md]         (default: target/bench/results.md)
-# Env:   POINT_SECS (5), WARMUP_SECS (1), SKIP_BUILD=1, LEVELS="1x1 4x4 4x16 16x16",
+# Env:   POINT_SECS (5), WARMUP_SECS (1), SKIP_BUILD=1,
+#        LEVELS="1x1 16x1 64x1 256x1 4x16 16x16",
 #        SCENARIOS="get open store mix", MIX (get=80,store=10,open=10)
 set -euo pipefail
 
@@ -22,7 +26,7 @@ cd "$ROOT"
 OUT=${1:-target/bench/results.md}
 POINT_SECS=${POINT_SECS:-5}
 WARMUP_SECS=${WARMUP_SECS:-1}
-LEVELS=${LEVELS:-"1x1 4x4 4x16 16x16"}
+LEVELS=${LEVELS:-"1x1 16x1 64x1 256x1 4x16 16x16"}
 SCENARIOS=${SCENARIOS:-"get open store mix"}
 MIX=${MIX:-get=80,store=10,open=10}
 PREFIX=bench
@@ -75,12 +79,12 @@ start_service() { # name [REDIS_URL]; sets SVC_PORT, SVC_PID
     admin=$(free_port)
     if [[ -n ${2:-} ]]; then
         SESSIONS_LISTEN=127.0.0.1:$SVC_PORT SESSIONS_ADMIN_LISTEN=127.0.0.1:$admin \
-            REDIS_URL=$2 SESSIONS_KEY_PREFIX=$PREFIX SESSIONS_LOG=warn \
+            SESSIONS_MAX_CONNECTIONS=2048 REDIS_URL=$2 SESSIONS_KEY_PREFIX=$PREFIX SESSIONS_LOG=warn \
             "$SERVICE" >"$WORK/$1.log" 2>&1 &
     else
         env -u REDIS_URL SESSIONS_LISTEN=127.0.0.1:$SVC_PORT \
             SESSIONS_ADMIN_LISTEN=127.0.0.1:$admin SESSIONS_LOG=warn \
-            "$SERVICE" >"$WORK/$1.log" 2>&1 &
+            SESSIONS_MAX_CONNECTIONS=2048 "$SERVICE" >"$WORK/$1.log" 2>&1 &
     fi
     SVC_PID=$!
     PIDS+=("$SVC_PID")
@@ -244,7 +248,10 @@ fmt() { python3 -c "print(f'{float(\"$1\"):,.0f}')"; }
     echo "- load average (1 min): $START_LOAD at start, $END_LOAD at end; mean over the points $MEAN_LOAD"
     echo
     echo "Service on Redis vs redis-benchmark doing the same Redis work at the same concurrency"
-    echo "(mix $MIX; its Redis limit is the weighted time per request of get, open and store):"
+    echo "and in the same shape: CxK is C connections with K requests in flight on each"
+    echo "(redis-benchmark -c C -P K; Kx1 is K clients waiting for one reply each, as"
+    echo "redis-benchmark's plain -c K). Mix $MIX; its Redis limit is the weighted time per"
+    echo "request of get, open and store:"
     echo
     echo "| command | in flight (conns x each) | service ok/s | service p99 ms | Redis ops/s | Redis p99 ms | service / Redis |"
     echo "|---|---|---:|---:|---:|---:|---:|"

@@ -90,7 +90,7 @@ impl Sentinel {
             return Err("the Sentinel master name is empty".into());
         }
         let inner = Arc::new(Inner {
-            sentinels: Mutex::new(sentinels),
+            sentinels: Mutex::new(for_asking(sentinels)),
             master,
             template,
             auth,
@@ -372,9 +372,44 @@ pub(crate) fn is_primary(role: &Value) -> bool {
     }
 }
 
+/// The sentinels as they are asked: a database number in the URL is the primary's
+/// (kept in the template); a sentinel has no databases and refuses SELECT.
+fn for_asking(sentinels: Vec<ConnectionInfo>) -> Vec<ConnectionInfo> {
+    sentinels
+        .into_iter()
+        .map(|s| {
+            let settings = s.redis_settings().clone().set_db(0);
+            s.set_redis_settings(settings)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sentinels_are_asked_without_the_primarys_database() {
+        let infos = super::super::options::connection_infos(
+            "redis://127.0.0.1:26379/2,redis://127.0.0.1:26380/2",
+            &Credentials::default(),
+        )
+        .expect("urls");
+        let sentinel = Sentinel::new(
+            infos,
+            "mymaster".into(),
+            Credentials::default(),
+            TlsPem::default(),
+            1,
+            Duration::from_secs(1),
+        )
+        .expect("sentinel");
+        let asked = sentinel.inner.sentinel_list();
+        assert_eq!(asked.len(), 2);
+        assert!(asked.iter().all(|i| i.redis_settings().db() == 0));
+        // The primary keeps it: its settings come from the URL as given.
+        assert_eq!(sentinel.inner.template.redis_settings().db(), 2);
+    }
 
     #[test]
     fn role_replies() {
