@@ -3,6 +3,9 @@
 //! recognising the sender of a line that could not be parsed. This is the one place
 //! where application errors are mapped to the wire.
 
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -71,15 +74,170 @@ pub struct BadLine {
     pub cmd: Option<Cmd>,
 }
 
+/// The envelope as read: only `act` becomes a JSON value; the fields around it are
+/// kept as borrowed text or reduced to what the reply needs while parsing (a
+/// `serde_json::Value` per field cost a quarter of the service's CPU per request on
+/// the embedded store).
 #[derive(Deserialize)]
-struct EnvelopeIn {
+struct EnvelopeIn<'a> {
     id: Option<Box<RawValue>>,
-    kind: Option<Value>,
+    #[serde(default)]
+    kind: Kind,
     origin: Option<Box<RawValue>>,
     track: Option<Box<RawValue>>,
-    time: Option<Value>,
+    #[serde(default, borrow)]
+    time: Time<'a>,
     act: Option<Value>,
-    sync: Option<Value>,
+    #[serde(default)]
+    sync: IsTrue,
+}
+
+/// `kind`: absent, the string `act`, or anything else (null included).
+#[derive(Default, PartialEq)]
+enum Kind {
+    #[default]
+    Absent,
+    Act,
+    Other,
+}
+
+/// `sync`: true only for JSON `true`.
+#[derive(Default)]
+struct IsTrue(bool);
+
+/// `time.client_sent`, as sent; `None` when `time` is not an object or lacks it.
+#[derive(Default)]
+struct Time<'a>(Option<&'a RawValue>);
+
+/// A key of `time`: whether it is `client_sent` (compared unescaped, without
+/// allocating).
+struct IsClientSent(bool);
+
+impl<'de> Deserialize<'de> for IsClientSent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = IsClientSent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<IsClientSent, E> {
+                Ok(IsClientSent(s == "client_sent"))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Skips whatever value a visitor was handed that it has no use for.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Implements the visitor methods that answer `$other` for the JSON values no field
+/// cares about: numbers, null and arrays (each field handles booleans, strings and
+/// objects itself).
+macro_rules! other_values {
+    ($t:ty, $other:expr) => {
+        fn visit_i64<E>(self, _: i64) -> Result<$t, E> {
+            Ok($other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$t, E> {
+            Ok($other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$t, E> {
+            Ok($other)
+        }
+        fn visit_unit<E>(self) -> Result<$t, E> {
+            Ok($other)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<$t, A::Error> {
+            skip_seq(seq).map(|()| $other)
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+                Ok(Kind::Other)
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Kind, E> {
+                Ok(if s == "act" { Kind::Act } else { Kind::Other })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Kind, A::Error> {
+                skip_map(map).map(|()| Kind::Other)
+            }
+            other_values!(Kind, Kind::Other);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for IsTrue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IsTrue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<IsTrue, E> {
+                Ok(IsTrue(b))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<IsTrue, E> {
+                Ok(IsTrue(false))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IsTrue, A::Error> {
+                skip_map(map).map(|()| IsTrue(false))
+            }
+            other_values!(IsTrue, IsTrue(false));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Time<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Time<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Time<'a>, E> {
+                Ok(Time(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Time<'a>, E> {
+                Ok(Time(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Time<'a>, A::Error> {
+                let mut client_sent = None;
+                while let Some(key) = map.next_key::<IsClientSent>()? {
+                    if key.0 {
+                        client_sent = Some(map.next_value::<&'de RawValue>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Time(client_sent))
+            }
+            other_values!(Time<'a>, Time(None));
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 /// Parses one request line (without its line ending).
@@ -101,32 +259,18 @@ pub fn parse_line(line: &[u8]) -> Result<Request, BadLine> {
             });
         }
     };
-    let client_sent = match env.time {
-        Some(Value::Object(mut t)) => t
-            .remove("client_sent")
-            .and_then(|v| serde_json::value::to_raw_value(&v).ok()),
-        _ => None,
-    };
     let echo = Echo {
         id: env.id,
         origin: env.origin,
         track: env.track,
-        client_sent,
+        client_sent: env.time.0.map(|raw| raw.to_owned()),
     };
-    let kind_ok = match &env.kind {
-        None => true,
-        Some(Value::String(k)) => k == "act",
-        Some(_) => false,
-    };
+    let sync = env.sync.0;
     match env.act {
-        Some(Value::Object(act)) if kind_ok => Ok(Request {
-            echo,
-            sync: env.sync == Some(Value::Bool(true)),
-            act,
-        }),
+        Some(Value::Object(act)) if env.kind != Kind::Other => Ok(Request { echo, sync, act }),
         _ => Err(BadLine {
             kind: ProtocolErrorKind::BadEnvelope,
-            echo: (env.sync == Some(Value::Bool(true))).then_some(echo),
+            echo: sync.then_some(echo),
             cmd: None,
         }),
     }
@@ -435,6 +579,49 @@ mod tests {
         assert!(v["res"].is_null());
         // one line, no interior newline
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+    }
+
+    #[test]
+    fn envelope_fields_keep_their_json_meaning() {
+        let act = r#""act":{"role":"sessions","cmd":"x"}"#;
+        let parse = |rest: &str| parse_line(format!("{{{act},{rest}}}").as_bytes());
+        // kind: absent or "act" (however escaped) is a request; null or anything else
+        // is not.
+        assert!(parse(r#""sync":true"#).is_ok());
+        assert!(parse(r#""kind":"act","sync":true"#).is_ok());
+        for kind in ["null", "1", r#""res""#, r#"["act"]"#, r#"{"a":1}"#, "true"] {
+            let bad = parse(&format!(r#""kind":{kind},"sync":true"#)).unwrap_err();
+            assert_eq!(bad.kind, ProtocolErrorKind::BadEnvelope, "kind {kind}");
+        }
+        // sync: only JSON true.
+        for sync in [r#""true""#, "1", "null", "{}", "[true]"] {
+            assert!(
+                !parse(&format!(r#""sync":{sync}"#)).unwrap().sync,
+                "sync {sync}"
+            );
+        }
+        // time.client_sent: echoed as sent (null too); the last one wins; nothing when
+        // time is not an object.
+        let cs = |time: &str| {
+            parse(&format!(r#""time":{time}"#))
+                .unwrap()
+                .echo
+                .client_sent
+                .map(|r| r.get().to_owned())
+        };
+        assert_eq!(
+            cs(r#"{"client_sent":12,"x":[1,{"y":2}]}"#).as_deref(),
+            Some("12")
+        );
+        assert_eq!(cs(r#"{"client_sent":null}"#).as_deref(), Some("null"));
+        assert_eq!(
+            cs(r#"{"client_sent":1,"client_sent":2}"#).as_deref(),
+            Some("2")
+        );
+        assert_eq!(cs(r#"{"client\u005fsent":3}"#).as_deref(), Some("3"));
+        assert_eq!(cs(r#"{"other":1}"#), None);
+        assert_eq!(cs("[1,2]"), None);
+        assert_eq!(cs(r#""now""#), None);
     }
 
     #[test]
