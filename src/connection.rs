@@ -179,7 +179,8 @@ pub async fn serve(
             }
             if write_all(&mut writer, &mut outbox).await.is_err() {
                 broken = true;
-                ending = Some(CloseReason::WriteError);
+                // A client that closed its side first is still `client_closed`.
+                ending.get_or_insert(CloseReason::WriteError);
             }
         }
         if broken {
