@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Before/after of a code change: two builds of the service, alternated on the same
+# point, reporting throughput, p99 and the service's own CPU time per request
+# (utime+stime from /proc/PID/stat over the measured run, divided by the requests
+# answered). CPU per request is far steadier than throughput on a shared machine;
+# alternating A and B puts both under the same noise.
+#
+# Usage: bench/ab.sh A_BINARY B_BINARY [sessions-bench options]
+#   e.g. bench/ab.sh /tmp/sessions.old target/release/sessions -c 64 -k 1 -s get
+# Env:   ROUNDS (3), SECS (4), EMBEDDED=1 (no Redis), BENCH (target/release/sessions-bench)
+# Runs on a redis-server of its own (persistence off) unless EMBEDDED=1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+A=$1
+B=$2
+shift 2
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-4}
+BENCH=${BENCH:-$ROOT/target/release/sessions-bench}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sessions-ab.XXXXXX")
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+REDIS_ENV=()
+if [[ -z ${EMBEDDED:-} ]]; then
+    RPORT=$(free_port)
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
+    PIDS+=("$!")
+    wait_port "$RPORT"
+    REDIS_ENV=(REDIS_URL="redis://127.0.0.1:$RPORT")
+fi
+HZ=$(getconf CLK_TCK)
+
+one() { # label binary
+    local port admin pid t0 t1
+    port=$(free_port)
+    admin=$(free_port)
+    env -u REDIS_URL "${REDIS_ENV[@]}" SESSIONS_LISTEN="127.0.0.1:$port" \
+        SESSIONS_ADMIN_LISTEN="127.0.0.1:$admin" SESSIONS_KEY_PREFIX=ab \
+        SESSIONS_MAX_CONNECTIONS=2048 SESSIONS_LOG=warn "$2" >"$WORK/$1.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port"
+    # Warm-up run (pool set up, connections and scripts in place), not measured.
+    "$BENCH" --addr "127.0.0.1:$port" -q -d 1s -w 0s "${@:3}" >/dev/null 2>&1 || true
+    t0=$(ticks "$pid")
+    "$BENCH" --addr "127.0.0.1:$port" -q -d "${SECS}s" -w 0s --format json \
+        --json "$WORK/out.json" "${@:3}" >/dev/null
+    t1=$(ticks "$pid")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    python3 - "$1" "$t0" "$t1" "$HZ" "$WORK/out.json" <<'EOF'
+import json, sys
+label, t0, t1, hz, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+t = json.load(open(path))['total']
+cpu = (t1 - t0) / hz * 1e6 / max(t['ok'], 1)
+print(f"{label:2} {t['ok_per_s']:>10,.0f} ok/s  p99 {t['latency_us']['p99'] / 1000:6.2f} ms  "
+      f"service {cpu:6.2f} us/request  errors {t['errors']}")
+EOF
+}
+
+echo "point: $* ($([[ -n ${EMBEDDED:-} ]] && echo embedded || echo Redis)), ${SECS}s each"
+for _ in $(seq 1 "$ROUNDS"); do
+    one A "$A" "$@"
+    one B "$B" "$@"
+done
