@@ -19,24 +19,8 @@ ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-4}
 BENCH=${BENCH:-$ROOT/target/release/sessions-bench}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sessions-ab.XXXXXX")
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 REDIS_ENV=()

@@ -11,31 +11,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 N=${1:-10000}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sessions-conns.XXXXXX")
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 # Each side holds N sockets: raise the descriptor limit for this shell and its children.
 ulimit -n "$(ulimit -Hn)"
 if (($(ulimit -n) < N + 100)); then
     echo "ulimit -n is $(ulimit -n); need more than $N (raise the hard limit)" >&2
     exit 1
 fi
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 [[ -n ${SKIP_BUILD:-} ]] || cargo build --release --bin sessions >&2
 

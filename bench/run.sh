@@ -31,28 +31,9 @@ SCENARIOS=${SCENARIOS:-"get open store mix"}
 MIX=${MIX:-get=80,store=10,open=10}
 PREFIX=bench
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sessions-bench.XXXXXX")
-PIDS=()
-
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # host port
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on $1:$2" >&2
-    return 1
-}
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
     log "building release binaries"
@@ -67,7 +48,7 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
 RPID=$!
 PIDS+=("$RPID")
-wait_port 127.0.0.1 "$RPORT"
+wait_port "$RPORT"
 RCLI=(redis-cli -h 127.0.0.1 -p "$RPORT")
 
 LOADS=()
@@ -88,7 +69,7 @@ start_service() { # name [REDIS_URL]; sets SVC_PORT, SVC_PID
     fi
     SVC_PID=$!
     PIDS+=("$SVC_PID")
-    wait_port 127.0.0.1 "$SVC_PORT"
+    wait_port "$SVC_PORT"
 }
 
 stop_service() {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::fleet;
 use common::redis_cluster::{self, RedisCluster};
 use common::store_load::{
-    json, now, open_req, probe_every_bucket, read_every_bucket, since, spawn_load, user_per_bucket,
-    Load,
+    assert_acknowledged, json, now, open_req, probe_every_bucket, read_every_bucket, since,
+    spawn_load, user_per_bucket, Load,
 };
 use sessions::model::Millis;
 use sessions::store::redis::{RedisOptions, RedisStore, Topology};
@@ -293,24 +293,10 @@ async fn a_primary_killed_under_load_fails_over_without_losing_acknowledged_writ
 
     // Everything the WAIT store acknowledged is there, with the data acknowledged (or
     // a later attempt that failed on the wire but was applied).
-    let written = written.lock().unwrap().clone();
-    assert!(written.len() > 10, "the load wrote sessions");
-    for (id, w) in &written {
-        let got = reader
-            .get(id)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged session {id} lost"));
-        let v: serde_json::Value = serde_json::from_str(got.data.unwrap().get()).unwrap();
-        let v = v["v"].as_u64().unwrap();
-        assert!(
-            (w.acked..=w.attempted).contains(&v),
-            "session {id}: data v={v}, acknowledged {w:?}"
-        );
-    }
+    let checked = assert_acknowledged(&reader, &written).await;
     println!(
         "  {} sessions acknowledged with WAIT 1 all read back after the failover",
-        written.len()
+        checked
     );
     // The listing over every bucket and the counts work on the new topology.
     let page = plain

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::binary::Binary;
 use common::redis_server::RedisServer;
 use serde_json::value::RawValue;
 use sessions::store::redis::{Credentials, RedisOptions, RedisStore, Secret, TlsPem};
@@ -374,33 +373,15 @@ async fn the_binary_over_mutual_tls_with_a_password_never_logs_secrets() {
         pki.path("client.crt"),
         pki.path("client.key"),
     );
-    let mut bin = Binary::start(&[
+    let log = common::binary::round_trip_then_stop(&[
         ("REDIS_URL", url.as_str()),
         ("SESSIONS_REDIS_CA_FILE", ca.to_str().unwrap()),
         ("SESSIONS_REDIS_CLIENT_CERT_FILE", cert.to_str().unwrap()),
         ("SESSIONS_REDIS_CLIENT_KEY_FILE", key.to_str().unwrap()),
         ("SESSIONS_KEY_PREFIX", prefix.as_str()),
         ("SESSIONS_LOG", "debug"),
-    ]);
-    let mut c = common::seneca::Client::connect(bin.seneca_addr()).await;
-    let s = c
-        .call(
-            serde_json::json!({"role": "sessions", "version": 1, "cmd": "open_session",
-                                 "user_id": "u1", "data": {"a": 1}}),
-        )
-        .await;
-    let got = c
-        .call(
-            serde_json::json!({"role": "sessions", "version": 1, "cmd": "get_session_by_id",
-                                 "session_id": s["id"]}),
-        )
-        .await;
-    assert_eq!(got["data"]["a"], 1);
-    let (status, _) = common::http::get(bin.admin_addr(), "/ready").await;
-    assert_eq!(status, 200);
-    bin.signal("TERM");
-    assert_eq!(bin.wait_exit(Duration::from_secs(30)), Some(0));
-    let log = bin.log_text();
+    ])
+    .await;
     assert!(log.contains("using Redis"), "{log}");
     assert!(!log.contains(PASSWORD), "password in the log:\n{log}");
     let key_body: String = std::fs::read_to_string(&key)

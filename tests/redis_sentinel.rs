@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::binary::Binary;
 use common::fleet;
 use common::redis_sentinel::{conn, SentinelSetup, DATA_PASSWORD, MASTER, SENTINEL_PASSWORD};
 use common::store_load::{
-    now, open_req, probe_every_bucket, read_every_bucket, since, spawn_load, user_per_bucket, Load,
+    assert_acknowledged, now, open_req, probe_every_bucket, read_every_bucket, since, spawn_load,
+    user_per_bucket, Load,
 };
 use sessions::model::bucket_of_session;
 use sessions::store::redis::{Credentials, RedisOptions, RedisStore, Secret, Topology};
@@ -206,24 +206,10 @@ async fn the_store_follows_the_primary_through_failovers_under_load() {
     }
 
     // Every write acknowledged with WAIT 1 survived both failovers.
-    let written = written.lock().unwrap().clone();
-    assert!(written.len() > 10, "the load wrote sessions");
-    for (id, w) in &written {
-        let got = reader
-            .get(id)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged session {id} lost"));
-        let v: serde_json::Value = serde_json::from_str(got.data.unwrap().get()).unwrap();
-        let v = v["v"].as_u64().unwrap();
-        assert!(
-            (w.acked..=w.attempted).contains(&v),
-            "session {id}: data v={v}, acknowledged {w:?}"
-        );
-    }
+    let checked = assert_acknowledged(&reader, &written).await;
     println!(
         "  {} sessions acknowledged with WAIT 1 all read back after both failovers",
-        written.len()
+        checked
     );
 
     // `sessions check`, configured for Sentinel, finds both datasets consistent on the
@@ -302,33 +288,15 @@ async fn the_binary_runs_on_sentinel_and_never_logs_a_password() {
     let prefix = common::unique_prefix("sentinel-bin");
     // The sentinel password travels in the URL, the data password in its variable.
     let url = setup.urls();
-    let mut bin = Binary::start(&[
+    let log = common::binary::round_trip_then_stop(&[
         ("REDIS_URL", url.as_str()),
         ("SESSIONS_REDIS_MODE", "sentinel"),
         ("SESSIONS_REDIS_SENTINEL_MASTER", MASTER),
         ("REDIS_PASSWORD", DATA_PASSWORD),
         ("SESSIONS_KEY_PREFIX", prefix.as_str()),
         ("SESSIONS_LOG", "debug"),
-    ]);
-    let mut c = common::seneca::Client::connect(bin.seneca_addr()).await;
-    let s = c
-        .call(
-            serde_json::json!({"role": "sessions", "version": 1, "cmd": "open_session",
-                                 "user_id": "u1", "data": {"a": 1}}),
-        )
-        .await;
-    let got = c
-        .call(
-            serde_json::json!({"role": "sessions", "version": 1, "cmd": "get_session_by_id",
-                                 "session_id": s["id"]}),
-        )
-        .await;
-    assert_eq!(got["data"]["a"], 1);
-    let (status, _) = common::http::get(bin.admin_addr(), "/ready").await;
-    assert_eq!(status, 200);
-    bin.signal("TERM");
-    assert_eq!(bin.wait_exit(Duration::from_secs(30)), Some(0));
-    let log = bin.log_text();
+    ])
+    .await;
     assert!(log.contains("using Redis"), "{log}");
     assert!(log.contains("Sentinel"), "{log}");
     assert!(

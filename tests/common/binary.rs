@@ -92,3 +92,28 @@ impl Drop for Binary {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// Starts the binary with `env`, opens a session and reads it back over Seneca, checks
+/// `/ready`, then stops it with SIGTERM (exit 0) and returns its log.
+pub async fn round_trip_then_stop(env: &[(&str, &str)]) -> String {
+    let mut bin = Binary::start(env);
+    let mut c = super::seneca::Client::connect(bin.seneca_addr()).await;
+    let s = c
+        .call(
+            serde_json::json!({"role": "sessions", "version": 1, "cmd": "open_session",
+                                 "user_id": "u1", "data": {"a": 1}}),
+        )
+        .await;
+    let got = c
+        .call(
+            serde_json::json!({"role": "sessions", "version": 1, "cmd": "get_session_by_id",
+                                 "session_id": s["id"]}),
+        )
+        .await;
+    assert_eq!(got["data"]["a"], 1);
+    let (status, _) = super::http::get(bin.admin_addr(), "/ready").await;
+    assert_eq!(status, 200);
+    bin.signal("TERM");
+    assert_eq!(bin.wait_exit(Duration::from_secs(30)), Some(0));
+    bin.log_text()
+}

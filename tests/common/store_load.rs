@@ -60,6 +60,31 @@ pub struct Written {
     pub attempted: u64,
 }
 
+/// Asserts that every session of `written` reads back through `reader` with data
+/// between what was acknowledged and what was attempted (an attempt that failed on
+/// the wire may still have been applied); returns how many were checked.
+pub async fn assert_acknowledged(
+    reader: &RedisStore,
+    written: &Mutex<HashMap<String, Written>>,
+) -> usize {
+    let written = written.lock().unwrap().clone();
+    assert!(written.len() > 10, "the load wrote sessions");
+    for (id, w) in &written {
+        let got = reader
+            .get(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged session {id} lost"));
+        let v: serde_json::Value = serde_json::from_str(got.data.unwrap().get()).unwrap();
+        let v = v["v"].as_u64().unwrap();
+        assert!(
+            (w.acked..=w.attempted).contains(&v),
+            "session {id}: data v={v}, acknowledged {w:?}"
+        );
+    }
+    written.len()
+}
+
 #[derive(Default)]
 pub struct Outcomes {
     pub ok: AtomicU64,
