@@ -76,12 +76,7 @@ impl HaProxy {
     /// connections. Panics with a clear message when haproxy is not installed: the
     /// multi-replica tests need it and never skip.
     pub fn start(backends: &[Backend]) -> HaProxy {
-        let found = Command::new("haproxy")
-            .arg("-v")
-            .stdin(Stdio::null())
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
+        let found = super::tool_found("haproxy", "-v");
         assert!(
             found,
             "`haproxy` not found on PATH: the multi-replica tests put HAProxy in front of \

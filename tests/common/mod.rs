@@ -20,6 +20,16 @@ use std::net::TcpListener;
 
 use sessions::config::Config;
 
+/// Whether `tool arg` runs and succeeds (a required external tool is installed).
+pub fn tool_found(tool: &str, arg: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg(arg)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
 /// A TCP port nobody listens on right now (bound once on 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

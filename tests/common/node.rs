@@ -51,12 +51,7 @@ pub fn client_dir(generation: &str) -> PathBuf {
 }
 
 fn require_tool(tool: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let found = super::tool_found(tool, "--version");
     assert!(
         found,
         "`{tool}` not found on PATH: these tests drive real npm Seneca clients and need \
