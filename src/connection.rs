@@ -320,6 +320,8 @@ fn admit(
     }
 }
 
+/// Puts admitted work where it goes: a request among the running ones, a ready
+/// reply in the outbox.
 fn place<F>(admitted: Admitted<F>, running: &mut FuturesUnordered<F>, outbox: &mut Vec<Reply>) {
     match admitted {
         Admitted::Run(f) => running.push(f),
