@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
 use tokio::time::Instant;
@@ -34,7 +34,7 @@ use super::cluster::{self, Cluster};
 use super::options::{self, RedisOptions, Topology};
 use super::scripts::Lua;
 use super::sentinel::{Primary, Sentinel};
-use super::standalone::Standalone;
+use super::standalone::{self, Standalone};
 use crate::store::{StoreError, StoreResult};
 
 /// How many times a request is sent again (see the module doc for when).
@@ -128,7 +128,7 @@ enum Link {
 
 /// A connection picked for one request.
 enum Handle {
-    Standalone(usize, ConnectionManager),
+    Standalone(usize, standalone::Conn),
     Cluster(ClusterConnection),
     Sentinel(Arc<Primary>, MultiplexedConnection),
 }

@@ -69,6 +69,8 @@ mod conn;
 mod keys;
 mod list;
 mod options;
+mod pipe;
+mod resp;
 mod scripts;
 mod sentinel;
 mod standalone;

@@ -1,0 +1,474 @@
+//! The store's own connection to one Redis over plain TCP: owns the socket, the
+//! queue of requests waiting for replies, and reconnecting. Used by the standalone
+//! topology (`standalone.rs`) when the address is plain TCP; TLS and Unix sockets go
+//! through the redis crate's `ConnectionManager` instead.
+//!
+//! Why not the redis crate's multiplexed connection, which does the same job: under
+//! load its driver task is woken by each request and writes it alone (a `writev` and
+//! a wake-up of Redis per command, 0.7 per request measured at 64 clients), and its
+//! general-purpose parser took a sixth of the service's CPU. Here one task per
+//! connection ([`Driver`]) gathers every request queued while the other tasks of its
+//! worker run (it yields once before writing), writes them in one `write`, and reads
+//! the replies with the small RESP2 reader of `resp.rs`. See `docs/benchmarks.md`.
+//!
+//! Semantics the rest of the store relies on (`conn.rs`), the same as with the
+//! `ConnectionManager`:
+//! - connecting is lazy: nothing happens until the first request, and after a drop
+//!   the next request connects again (resolving the host name again, so a name a
+//!   managed service moves on failover is followed);
+//! - a connection that breaks fails every request waiting on it with an I/O error
+//!   (`is_connection_dropped`), a refused connect with `ConnectionRefused`; the caller
+//!   decides what may be sent again;
+//! - a caller that stops waiting (its deadline passed) does not disturb the others:
+//!   its reply is still read, in order, and dropped;
+//! - error replies come back as `Value::ServerError`, like the redis crate does.
+//!
+//! Memory: requests reach a connection only through the service's own admission
+//! limits (in-flight requests, request memory), so its queue is bounded by them; the
+//! read buffer grows to the largest reply and shrinks back afterwards.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::resp;
+
+/// Read buffer a connection starts with and gives back to after a large reply.
+const READ_BUF: usize = 16 * 1024;
+/// Always this much free space for the next read.
+const READ_MIN_FREE: usize = 4 * 1024;
+/// Write buffer capacity kept between batches; a larger one is given back.
+const WRITE_BUF_KEEP: usize = 64 * 1024;
+
+/// Where to connect and how to log in.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+    /// Longest a connect (and the login on it) may take.
+    pub connect_timeout: Duration,
+}
+
+/// A handle to one connection; cheap to clone. The connection's task ends when the
+/// last handle is dropped and nothing is waiting for a reply.
+#[derive(Clone)]
+pub(crate) struct PipeConn {
+    jobs: mpsc::UnboundedSender<Job>,
+    db: i64,
+}
+
+/// Replies to one request: a single command, or the `count` replies after the first
+/// `skip` of a pipeline.
+enum Answer {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+struct Job {
+    packed: Vec<u8>,
+    skip: usize,
+    count: usize,
+    reply: oneshot::Sender<RedisResult<Answer>>,
+}
+
+impl PipeConn {
+    /// Starts the connection's task (it connects on the first request). Must be
+    /// called inside a Tokio runtime.
+    pub fn new(target: Target) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let db = target.db;
+        tokio::spawn(Driver { rx, target }.run());
+        PipeConn { jobs, db }
+    }
+
+    async fn call(&self, packed: Vec<u8>, skip: usize, count: usize) -> RedisResult<Answer> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                packed,
+                skip,
+                count,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+impl ConnectionLike for PipeConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let packed = cmd.get_packed_command();
+        Box::pin(async move {
+            match self.call(packed, 0, 1).await? {
+                Answer::One(v) => Ok(v),
+                Answer::Many(mut v) => Ok(v.pop().unwrap_or(Value::Nil)),
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let packed = pipeline.get_packed_pipeline();
+        Box::pin(async move {
+            match self.call(packed, offset, count).await? {
+                Answer::One(v) => Ok(vec![v]),
+                Answer::Many(v) => Ok(v),
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.db
+    }
+}
+
+fn gone() -> RedisError {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "Redis connection closed").into()
+}
+
+/// Copies an I/O error for every request it fails (`io::Error` is not `Clone`).
+fn copy(e: &io::Error) -> RedisError {
+    io::Error::new(e.kind(), e.to_string()).into()
+}
+
+/// The connection's task: connects when there is work, serves until the socket
+/// breaks, and starts over.
+struct Driver {
+    rx: mpsc::UnboundedReceiver<Job>,
+    target: Target,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        while let Some(first) = self.rx.recv().await {
+            let connected = match tokio::time::timeout(
+                self.target.connect_timeout,
+                connect(&self.target),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no connection to Redis within the timeout",
+                )
+                .into()),
+            };
+            let stream = match connected {
+                Ok(s) => s,
+                Err(e) => {
+                    // Everything queued while connecting was never sent: fail it with
+                    // the reason, so a refusal reads as one (safe to send elsewhere).
+                    tracing::debug!(error = %e, "cannot connect to Redis");
+                    fail(first.reply, &e);
+                    while let Ok(job) = self.rx.try_recv() {
+                        fail(job.reply, &e);
+                    }
+                    continue;
+                }
+            };
+            let mut link = Link::new(stream);
+            link.push(first);
+            match poll_fn(|cx| link.poll_serve(cx, &mut self.rx)).await {
+                End::Closed => return,
+                End::Broken(e) => {
+                    tracing::debug!(error = %e, "Redis connection broke");
+                    link.fail_all(&e);
+                }
+            }
+        }
+    }
+}
+
+fn fail(reply: oneshot::Sender<RedisResult<Answer>>, e: &RedisError) {
+    let _ = reply.send(Err(e.clone()));
+}
+
+/// Opens a socket and logs in (AUTH, SELECT) before any request is sent on it.
+async fn connect(t: &Target) -> RedisResult<TcpStream> {
+    let mut stream = TcpStream::connect((t.host.as_str(), t.port)).await?;
+    // Batches are written whole; Nagle would only hold back the last part.
+    stream.set_nodelay(true)?;
+    let mut expected = 0;
+    let mut packed = Vec::new();
+    if let Some(password) = &t.password {
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = &t.username {
+            auth.arg(user);
+        }
+        auth.arg(password);
+        auth.write_packed_command(&mut packed);
+        expected += 1;
+    }
+    if t.db != 0 {
+        redis::cmd("SELECT")
+            .arg(t.db)
+            .write_packed_command(&mut packed);
+        expected += 1;
+    }
+    if expected == 0 {
+        return Ok(stream);
+    }
+    stream.write_all(&packed).await?;
+    let mut buf = Vec::with_capacity(256);
+    let mut at = 0;
+    let mut seen = 0;
+    while seen < expected {
+        match resp::parse(&buf[at..]).map_err(protocol)? {
+            Some((Value::ServerError(e), _)) => return Err(e.into()),
+            Some((_, used)) => {
+                at += used;
+                seen += 1;
+            }
+            None => {
+                if buf.len() > 64 * 1024 {
+                    return Err(protocol(resp::Malformed("login reply too long")));
+                }
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+                }
+            }
+        }
+    }
+    Ok(stream)
+}
+
+fn protocol(e: resp::Malformed) -> RedisError {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string()).into()
+}
+
+enum End {
+    /// Every handle is gone and no reply is awaited.
+    Closed,
+    /// The socket failed or Redis sent something unreadable.
+    Broken(io::Error),
+}
+
+/// A request sent (or about to be) and waiting for its replies.
+struct Waiting {
+    reply: oneshot::Sender<RedisResult<Answer>>,
+    skip: usize,
+    count: usize,
+    got: Vec<Value>,
+}
+
+/// One open socket and what is in flight on it.
+struct Link {
+    stream: TcpStream,
+    /// Requests not yet written, from `written` on.
+    wbuf: Vec<u8>,
+    written: usize,
+    /// Replies read but not yet parsed: `rbuf[start..filled]`.
+    rbuf: Vec<u8>,
+    start: usize,
+    filled: usize,
+    waiting: VecDeque<Waiting>,
+    /// Whether the task gave way once since new requests came in (see `poll_serve`).
+    yielded: bool,
+}
+
+impl Link {
+    fn new(stream: TcpStream) -> Self {
+        Link {
+            stream,
+            wbuf: Vec::with_capacity(READ_BUF),
+            written: 0,
+            rbuf: vec![0; READ_BUF],
+            start: 0,
+            filled: 0,
+            waiting: VecDeque::new(),
+            yielded: false,
+        }
+    }
+
+    fn push(&mut self, job: Job) {
+        if job.skip + job.count == 0 {
+            // Nothing to wait for (an empty pipeline): answered without a round trip.
+            let _ = job.reply.send(Ok(Answer::Many(Vec::new())));
+            return;
+        }
+        self.wbuf.extend_from_slice(&job.packed);
+        self.waiting.push_back(Waiting {
+            reply: job.reply,
+            skip: job.skip,
+            count: job.count,
+            got: Vec::new(),
+        });
+    }
+
+    /// Serves until the socket breaks or the connection is no longer wanted.
+    fn poll_serve(
+        &mut self,
+        cx: &mut Context<'_>,
+        jobs: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Poll<End> {
+        let mut fresh = false;
+        let mut closed = false;
+        loop {
+            match jobs.poll_recv(cx) {
+                Poll::Ready(Some(job)) => {
+                    self.push(job);
+                    fresh = true;
+                }
+                Poll::Ready(None) => {
+                    closed = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        // Read even when nothing is awaited, to notice at once that Redis closed an
+        // idle connection (the next request then connects again instead of failing).
+        if let Err(e) = self.poll_read(cx) {
+            return Poll::Ready(End::Broken(e));
+        }
+        if self.written < self.wbuf.len() {
+            // New requests came in: give way once to the other tasks of this worker
+            // before writing, so the requests they are about to send go out in the
+            // same write (the wake-up puts this task at the back of the queue).
+            if fresh && !self.yielded {
+                self.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if let Err(e) = self.poll_write(cx) {
+                return Poll::Ready(End::Broken(e));
+            }
+        }
+        if closed && self.waiting.is_empty() && self.written == self.wbuf.len() {
+            return Poll::Ready(End::Closed);
+        }
+        Poll::Pending
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while self.written < self.wbuf.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.wbuf[self.written..]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        self.wbuf.clear();
+        self.written = 0;
+        self.yielded = false;
+        if self.wbuf.capacity() > WRITE_BUF_KEEP {
+            self.wbuf = Vec::with_capacity(READ_BUF);
+        }
+        Ok(())
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        loop {
+            self.make_room();
+            let mut buf = ReadBuf::new(&mut self.rbuf[self.filled..]);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionReset,
+                            "Redis closed the connection",
+                        ));
+                    }
+                    self.filled += n;
+                    self.dispatch()?;
+                }
+            }
+        }
+    }
+
+    /// Keeps at least [`READ_MIN_FREE`] bytes free after `filled`: moves the unparsed
+    /// bytes to the front, or grows the buffer when a reply is larger than it.
+    fn make_room(&mut self) {
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+            if self.rbuf.len() > READ_BUF {
+                self.rbuf = vec![0; READ_BUF];
+            }
+        }
+        if self.rbuf.len() - self.filled >= READ_MIN_FREE {
+            return;
+        }
+        if self.start > 0 {
+            self.rbuf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+        }
+        if self.rbuf.len() - self.filled < READ_MIN_FREE {
+            let len = (self.rbuf.len() * 2).max(self.filled + READ_MIN_FREE);
+            self.rbuf.resize(len, 0);
+        }
+    }
+
+    /// Hands every complete reply read so far to the request it answers, in order.
+    fn dispatch(&mut self) -> io::Result<()> {
+        while self.start < self.filled {
+            let parsed = resp::parse(&self.rbuf[self.start..self.filled])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let Some((value, used)) = parsed else {
+                return Ok(());
+            };
+            self.start += used;
+            let Some(front) = self.waiting.front_mut() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "reply from Redis with no request waiting for it",
+                ));
+            };
+            if front.skip > 0 {
+                front.skip -= 1;
+            } else if front.count == 1 && front.got.is_empty() {
+                if let Some(w) = self.waiting.pop_front() {
+                    // The caller may have stopped waiting (deadline): nothing to do.
+                    let _ = w.reply.send(Ok(Answer::One(value)));
+                }
+                continue;
+            } else {
+                front.got.push(value);
+            }
+            self.complete_front();
+        }
+        Ok(())
+    }
+
+    /// Answers the oldest request if it has all its replies (or wants none).
+    fn complete_front(&mut self) {
+        let Some(front) = self.waiting.front_mut() else {
+            return;
+        };
+        if front.skip == 0 && front.got.len() >= front.count {
+            let got = std::mem::take(&mut front.got);
+            if let Some(w) = self.waiting.pop_front() {
+                let _ = w.reply.send(Ok(Answer::Many(got)));
+            }
+        }
+    }
+
+    /// Fails every request still waiting: the socket is gone, so their replies are.
+    fn fail_all(&mut self, e: &io::Error) {
+        for w in self.waiting.drain(..) {
+            let _ = w.reply.send(Err(copy(e)));
+        }
+    }
+}
