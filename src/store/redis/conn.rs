@@ -25,16 +25,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
 use tokio::time::Instant;
 
 use super::cluster::{self, Cluster};
+use super::node::NodeConn;
 use super::options::{self, RedisOptions, Topology};
 use super::scripts::Lua;
 use super::sentinel::{Primary, Sentinel};
-use super::standalone::{self, Standalone};
+use super::standalone::Standalone;
 use crate::store::{StoreError, StoreResult};
 
 /// How many times a request is sent again (see the module doc for when).
@@ -128,9 +129,9 @@ enum Link {
 
 /// A connection picked for one request.
 enum Handle {
-    Standalone(usize, standalone::Conn),
+    Standalone(usize, NodeConn),
     Cluster(ClusterConnection),
-    Sentinel(Arc<Primary>, MultiplexedConnection),
+    Sentinel(Arc<Primary>, NodeConn),
 }
 
 /// The connections to Redis, whatever the topology.

@@ -68,6 +68,7 @@ mod codec;
 mod conn;
 mod keys;
 mod list;
+mod node;
 mod options;
 mod pipe;
 mod resp;

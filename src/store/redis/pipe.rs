@@ -59,6 +59,10 @@ pub(crate) struct Target {
     pub db: i64,
     /// Longest a connect (and the login on it) may take.
     pub connect_timeout: Duration,
+    /// Whether to connect again after the connection broke (standalone). Without
+    /// (Sentinel), a broken connection fails every later request as dropped: the
+    /// primary may have moved, and only a new discovery may pick the address again.
+    pub reconnect: bool,
 }
 
 /// A handle to one connection; cheap to clone. The connection's task ends when the
@@ -156,7 +160,18 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self) {
+        let mut used = false;
         while let Some(first) = self.rx.recv().await {
+            if used && !self.target.reconnect {
+                let e: RedisError = io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "Redis connection closed earlier (not reconnected)",
+                )
+                .into();
+                fail(first.reply, &e);
+                continue;
+            }
+            used = true;
             let connected = match tokio::time::timeout(
                 self.target.connect_timeout,
                 connect(&self.target),

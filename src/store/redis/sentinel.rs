@@ -5,8 +5,8 @@
 //! with `ROLE` that it really is a primary (a sentinel may not have seen the latest
 //! failover yet), and move the sentinel that answered to the front of the list.
 //!
-//! The connections to a primary are plain multiplexed connections that are never
-//! reconnected to the same address: any sign that the primary changed or is gone — a
+//! The connections to a primary (`node.rs`) are never reconnected to the same
+//! address: any sign that the primary changed or is gone — a
 //! READONLY reply (it was demoted to replica), a refused, dropped or timed-out
 //! connection (on failover Sentinel also closes every client of the old primary) —
 //! makes the store [`Sentinel::forget`] it, and the next request discovers the
@@ -26,14 +26,15 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use futures::StreamExt;
-use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, ConnectionInfo, ErrorKind, ProtocolVersion, RedisError, RedisResult,
     ServerErrorKind, Value,
 };
 use tokio::task::JoinHandle;
 
+use super::node::{self, NodeConn};
 use super::options::{client, node_at, Credentials, TlsPem};
+use super::pipe::PipeConn;
 
 /// Longest wait for one sentinel (connect and answer), so a dead one is passed over
 /// quickly; also bounded by the request's deadline.
@@ -48,12 +49,12 @@ const WATCH_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Primary {
     /// `host:port`, for logs.
     pub addr: String,
-    conns: Box<[MultiplexedConnection]>,
+    conns: Box<[NodeConn]>,
     next: AtomicUsize,
 }
 
 impl Primary {
-    pub fn pick(&self) -> MultiplexedConnection {
+    pub fn pick(&self) -> NodeConn {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[i].clone()
     }
@@ -242,16 +243,38 @@ impl Inner {
     /// Connects to the named primary and checks it is one.
     async fn connect(&self, host: &str, port: u16) -> RedisResult<Primary> {
         let info = node_at(&self.template, host, port, &self.auth);
-        let node = client(info, &self.tls)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            // Requests are bounded by their own deadline in `conn.rs`.
-            .set_response_timeout(None);
-        let conns = try_join_all(
-            (0..self.connections)
-                .map(|_| node.get_multiplexed_async_connection_with_config(&config)),
-        )
-        .await?;
+        // Connections to a primary never reconnect: see the module doc.
+        let conns: Vec<NodeConn> = match node::plain_tcp(&info, self.timeout, false) {
+            Some(target) => {
+                let conns: Vec<NodeConn> = (0..self.connections)
+                    .map(|_| NodeConn::Pipe(PipeConn::new(target.clone())))
+                    .collect();
+                // Connected now, like the others below, so that an unusable primary
+                // is found at discovery rather than by the first requests.
+                try_join_all(conns.iter().skip(1).map(|c| async move {
+                    redis::cmd("PING")
+                        .query_async::<Value>(&mut c.clone())
+                        .await
+                }))
+                .await?;
+                conns
+            }
+            None => {
+                let node = client(info, &self.tls)?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    // Requests are bounded by their own deadline in `conn.rs`.
+                    .set_response_timeout(None);
+                try_join_all(
+                    (0..self.connections)
+                        .map(|_| node.get_multiplexed_async_connection_with_config(&config)),
+                )
+                .await?
+                .into_iter()
+                .map(NodeConn::Multiplexed)
+                .collect()
+            }
+        };
         let mut first = conns[0].clone();
         let role: Value = redis::cmd("ROLE").query_async(&mut first).await?;
         if !is_primary(&role) {

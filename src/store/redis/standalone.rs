@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, ConnectionAddr, Pipeline, RedisFuture, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Client;
 
+use super::node::{self, NodeConn};
 use super::pipe::{PipeConn, Target};
 use crate::store::{StoreError, StoreResult};
 
@@ -25,41 +26,6 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 /// Attempts per reconnect round; the next request starts a new round.
 const RECONNECT_ATTEMPTS: usize = 8;
 
-/// One connection of the pool.
-#[derive(Clone)]
-pub(crate) enum Conn {
-    Pipe(PipeConn),
-    Manager(ConnectionManager),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Pipe(c) => c.req_packed_command(cmd),
-            Conn::Manager(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Pipe(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Pipe(c) => c.get_db(),
-            Conn::Manager(c) => c.get_db(),
-        }
-    }
-}
-
 /// How new connections are made.
 enum Maker {
     Pipe(Target),
@@ -67,13 +33,13 @@ enum Maker {
 }
 
 impl Maker {
-    fn make(&self) -> StoreResult<Conn> {
+    fn make(&self) -> StoreResult<NodeConn> {
         match self {
-            Maker::Pipe(t) => Ok(Conn::Pipe(PipeConn::new(t.clone()))),
+            Maker::Pipe(t) => Ok(NodeConn::Pipe(PipeConn::new(t.clone()))),
             Maker::Manager(m) => {
                 let (client, config) = &**m;
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-                    .map(Conn::Manager)
+                    .map(NodeConn::Manager)
                     .map_err(|e| StoreError::Internal(format!("Redis connection setup: {e}")))
             }
         }
@@ -82,26 +48,15 @@ impl Maker {
 
 pub(crate) struct Standalone {
     maker: Maker,
-    conns: RwLock<Box<[Conn]>>,
+    conns: RwLock<Box<[NodeConn]>>,
     next: AtomicUsize,
 }
 
 impl Standalone {
     pub fn new(client: Client, connections: usize, timeout: Duration) -> StoreResult<Self> {
-        let info = client.get_connection_info();
-        let maker = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => {
-                let settings = info.redis_settings();
-                Maker::Pipe(Target {
-                    host: host.clone(),
-                    port: *port,
-                    username: settings.username().map(str::to_owned),
-                    password: settings.password().map(str::to_owned),
-                    db: settings.db(),
-                    connect_timeout: timeout,
-                })
-            }
-            _ => {
+        let maker = match node::plain_tcp(client.get_connection_info(), timeout, true) {
+            Some(target) => Maker::Pipe(target),
+            None => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     // Requests are bounded by their own deadline in `conn.rs`.
@@ -123,7 +78,7 @@ impl Standalone {
     }
 
     /// The next connection, and its slot for [`Standalone::replace`].
-    pub fn pick(&self) -> (usize, Conn) {
+    pub fn pick(&self) -> (usize, NodeConn) {
         let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
         let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len();
         (i, conns[i].clone())
@@ -131,7 +86,7 @@ impl Standalone {
 
     /// Puts a new connection in slot `i` (the old one closes when its last in-flight
     /// request is done). Returns the new connection.
-    pub fn replace(&self, i: usize) -> Option<Conn> {
+    pub fn replace(&self, i: usize) -> Option<NodeConn> {
         let fresh = self.maker.make().ok()?;
         let mut conns = self.conns.write().unwrap_or_else(|p| p.into_inner());
         let slot = conns.get_mut(i)?;
