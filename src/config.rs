@@ -84,7 +84,11 @@ pub struct Config {
     pub redis_wait_replicas: u32,
     /// `SESSIONS_KEY_PREFIX`: prefix of every Redis key.
     pub key_prefix: String,
-    /// `SESSIONS_REDIS_CONNECTIONS`: multiplexed Redis connections per replica.
+    /// `SESSIONS_REDIS_CONNECTIONS`: pipelined Redis connections per replica. Default
+    /// 1: every request of the replica shares it, so requests arriving together go
+    /// to Redis in one write (docs/benchmarks.md). With WAIT the default is 4: a WAIT
+    /// holds its connection until the replicas acknowledge, and everything queued
+    /// behind it waits too.
     pub redis_connections: usize,
     /// `SESSIONS_REQUEST_TIMEOUT`: bound on one request's store work.
     pub request_timeout: Duration,
@@ -152,7 +156,12 @@ impl Config {
             redis_client_key_file: redis.client_key_file,
             redis_wait_replicas: redis.wait_replicas,
             key_prefix,
-            redis_connections: r.number("SESSIONS_REDIS_CONNECTIONS", 4, 1, 256)?,
+            redis_connections: r.number(
+                "SESSIONS_REDIS_CONNECTIONS",
+                if redis.wait_replicas > 0 { 4 } else { 1 },
+                1,
+                256,
+            )?,
             request_timeout: r.duration("SESSIONS_REQUEST_TIMEOUT", Duration::from_secs(2))?,
             max_line_bytes: r.size("SESSIONS_MAX_LINE_BYTES", 256 << 10, 1024)?,
             max_data_bytes: r.size("SESSIONS_MAX_DATA_BYTES", 64 << 10, 16)?,
@@ -563,12 +572,14 @@ mod tests {
         let c = cfg(&[("REDIS_URL", "redis://h:6379")]).unwrap();
         assert_eq!(c.redis_topology, Topology::Standalone);
         assert_eq!(c.redis_wait_replicas, 0);
+        assert_eq!(c.redis_connections, 1, "one shared connection without WAIT");
         let c = cfg(&[
             ("REDIS_URL", "redis://a:7000, redis://b:7001"),
             ("SESSIONS_REDIS_MODE", "cluster"),
             ("SESSIONS_REDIS_WAIT_REPLICAS", "1"),
         ])
         .unwrap();
+        assert_eq!(c.redis_connections, 4, "WAIT blocks its connection");
         assert_eq!(c.redis_topology, Topology::Cluster);
         assert_eq!(c.redis_wait_replicas, 1);
         let c = cfg(&[

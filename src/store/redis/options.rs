@@ -154,7 +154,7 @@ pub struct RedisOptions {
     pub prefix: String,
     /// Upper bound on every store operation, connecting included.
     pub timeout: Duration,
-    /// Multiplexed connections used round-robin (at least 1). A cluster uses one
+    /// Pipelined connections used round-robin (at least 1). A cluster uses one
     /// multiplexed connection per node instead.
     pub connections: usize,
     pub topology: Topology,
@@ -175,7 +175,7 @@ impl Default for RedisOptions {
             url: "redis://127.0.0.1:6379/".into(),
             prefix: "sessions".into(),
             timeout: Duration::from_secs(1),
-            connections: 4,
+            connections: 1,
             topology: Topology::Standalone,
             auth: Credentials::default(),
             sentinel_auth: Credentials::default(),
