@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Before/after of a code change: two builds of the service, alternated on the same
-# point, reporting throughput, p99 and the service's own CPU time per request
-# (utime+stime from /proc/PID/stat over the measured run, divided by the requests
-# answered). CPU per request is far steadier than throughput on a shared machine;
+# point, reporting throughput, p99 and the CPU time per request of the service (utime+
+# stime from /proc/PID/stat over the measured run, divided by the requests answered),
+# of redis-server and of the load generator. CPU per request is far steadier than throughput on a shared machine;
 # alternating A and B puts both under the same noise.
 #
 # Usage: bench/ab.sh A_BINARY B_BINARY [sessions-bench options]
@@ -24,18 +24,20 @@ source "$ROOT/bench/lib.sh"
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 REDIS_ENV=()
+RPID=
 if [[ -z ${EMBEDDED:-} ]]; then
     RPORT=$(free_port)
     redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
-    PIDS+=("$!")
+    RPID=$!
+    PIDS+=("$RPID")
     wait_port "$RPORT"
     REDIS_ENV=(REDIS_URL="redis://127.0.0.1:$RPORT")
 fi
 HZ=$(getconf CLK_TCK)
 
 one() { # label binary
-    local port admin pid t0 t1
+    local port admin pid t0 t1 r0=0 r1=0
     port=$(free_port)
     admin=$(free_port)
     env -u REDIS_URL "${REDIS_ENV[@]}" SESSIONS_LISTEN="127.0.0.1:$port" \
@@ -47,18 +49,28 @@ one() { # label binary
     # Warm-up run (pool set up, connections and scripts in place), not measured.
     "$BENCH" --addr "127.0.0.1:$port" -q -d 1s -w 0s "${@:3}" >/dev/null 2>&1 || true
     t0=$(ticks "$pid")
+    [[ -n $RPID ]] && r0=$(ticks "$RPID")
     "$BENCH" --addr "127.0.0.1:$port" -q -d "${SECS}s" -w 0s --format json \
         --json "$WORK/out.json" "${@:3}" >/dev/null
     t1=$(ticks "$pid")
+    [[ -n $RPID ]] && r1=$(ticks "$RPID")
     kill "$pid"
     wait "$pid" 2>/dev/null || true
-    python3 - "$1" "$t0" "$t1" "$HZ" "$WORK/out.json" <<'EOF'
+    python3 - "$1" "$t0" "$t1" "$HZ" "$WORK/out.json" "$r0" "$r1" <<'EOF'
 import json, sys
 label, t0, t1, hz, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-t = json.load(open(path))['total']
-cpu = (t1 - t0) / hz * 1e6 / max(t['ok'], 1)
+r0, r1 = int(sys.argv[6]), int(sys.argv[7])
+run = json.load(open(path))
+t = run['total']
+ok = max(t['ok'], 1)
+cpu = (t1 - t0) / hz * 1e6 / ok
+others = ""
+if r1 > r0:
+    others += f"  redis {(r1 - r0) / hz * 1e6 / ok:5.2f}"
+if 'client_cpu_s' in run:
+    others += f"  bench {run['client_cpu_s'] * 1e6 / ok:5.2f}"
 print(f"{label:2} {t['ok_per_s']:>10,.0f} ok/s  p99 {t['latency_us']['p99'] / 1000:6.2f} ms  "
-      f"service {cpu:6.2f} us/request  errors {t['errors']}")
+      f"service {cpu:6.2f} us/request{others}  errors {t['errors']}")
 EOF
 }
 

@@ -5,7 +5,8 @@
 //! the place for command metrics (latency, errors) when they are added.
 //!
 //! Topologies (chosen by [`Topology`]):
-//! - standalone (`standalone.rs`): `ConnectionManager`s to one address;
+//! - standalone (`standalone.rs`): connections to one address that reconnect by
+//!   themselves (the store's own pipelined connection over plain TCP, `pipe.rs`);
 //! - cluster (`cluster.rs`): the redis crate's cluster client, batches split per slot;
 //! - sentinel (`sentinel.rs`): connections to the primary Sentinel names,
 //!   rediscovered when it fails over.
@@ -364,7 +365,7 @@ impl Redis {
             let resend = resends < MAX_RESENDS
                 && Instant::now() < deadline
                 && match (&handle, &replaced) {
-                    // The manager reconnects in the background; a read can wait for that.
+                    // The connection reconnects by itself; a read can be sent again.
                     (Handle::Standalone(..), None) => {
                         retry == Retry::Idempotent && resends == 0 && e.is_connection_dropped()
                     }

@@ -213,8 +213,9 @@ fn invalid(e: redis::RedisError) -> String {
 }
 
 /// Connection settings of one URL with `auth` applied and RESP3 chosen. RESP3 lets a
-/// connection learn that Redis went away while it is idle and reconnect at once,
-/// instead of failing the next request sent on it.
+/// redis crate connection learn that Redis went away while it is idle and reconnect
+/// at once, instead of failing the next request sent on it. (The store's own plain
+/// TCP connection, `pipe.rs`, speaks RESP2 and notices that by reading while idle.)
 pub(crate) fn connection_info(url: &str, auth: &Credentials) -> Result<ConnectionInfo, String> {
     let info = url.into_connection_info().map_err(invalid)?;
     let mut settings = info
