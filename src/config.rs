@@ -100,6 +100,9 @@ pub struct Config {
     pub max_field_bytes: usize,
     /// `SESSIONS_MAX_CONNECTIONS`: concurrent client connections; more wait in the backlog.
     pub max_connections: usize,
+    /// `SESSIONS_WORKER_THREADS`: threads running the requests; unset, one per CPU
+    /// the process may use (cgroup limits included, as the runtime counts them).
+    pub worker_threads: Option<usize>,
     /// `SESSIONS_MAX_IN_FLIGHT`: requests in progress per connection before reading pauses.
     pub max_in_flight: usize,
     /// `SESSIONS_MAX_REQUEST_MEMORY`: memory all requests in progress and replies not
@@ -167,6 +170,10 @@ impl Config {
             max_data_bytes: r.size("SESSIONS_MAX_DATA_BYTES", 64 << 10, 16)?,
             max_field_bytes: r.size("SESSIONS_MAX_FIELD_BYTES", 1024, 16)?,
             max_connections: r.number("SESSIONS_MAX_CONNECTIONS", 256, 1, 1_000_000)?,
+            worker_threads: match r.raw("SESSIONS_WORKER_THREADS") {
+                None => None,
+                Some(_) => Some(r.number("SESSIONS_WORKER_THREADS", 1, 1, 1024)?),
+            },
             max_in_flight: r.number("SESSIONS_MAX_IN_FLIGHT", 1024, 1, 1_000_000)?,
             max_request_memory: r.size("SESSIONS_MAX_REQUEST_MEMORY", 64 << 20, 64 << 10)?,
             max_conn_request_memory: r.size(
@@ -520,6 +527,7 @@ mod tests {
         assert_eq!(c.max_take, 100);
         // Limits sized for a 256 MiB replica (SECURITY.md has the arithmetic).
         assert_eq!(c.max_connections, 256);
+        assert_eq!(c.worker_threads, None, "the runtime's own count of CPUs");
         assert_eq!(c.max_line_bytes, 256 * 1024);
         assert_eq!(c.max_request_memory, 64 << 20);
         assert_eq!(c.max_conn_request_memory, 16 << 20);
@@ -539,9 +547,11 @@ mod tests {
             ("SESSIONS_MAX_DATA_BYTES", "1KiB"),
             ("SESSIONS_REUSE", "no"),
             ("SESSIONS_LOG_FORMAT", "json"),
+            ("SESSIONS_WORKER_THREADS", "1"),
         ])
         .unwrap();
         assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.worker_threads, Some(1));
         assert_eq!(c.idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.retention, None);
         assert_eq!(c.max_data_bytes, 1024);
@@ -560,6 +570,7 @@ mod tests {
             ("SESSIONS_REUSE", "maybe"),
             ("SESSIONS_LOG_FORMAT", "xml"),
             ("SESSIONS_MAX_LINE_BYTES", "2048"),
+            ("SESSIONS_WORKER_THREADS", "0"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.variable, var, "{err}");
