@@ -18,7 +18,9 @@
 # Usage: bench/run.sh [OUT.md]         (default: target/bench/results.md)
 # Env:   POINT_SECS (5), WARMUP_SECS (1), SKIP_BUILD=1,
 #        LEVELS="1x1 16x1 64x1 256x1 4x16 16x16",
-#        SCENARIOS="get open store mix", MIX (get=80,store=10,open=10)
+#        SCENARIOS="get open store mix", MIX (get=80,store=10,open=10);
+#        SESSIONS_* variables reach the service (e.g. SESSIONS_WORKER_THREADS=1) and
+#        are listed in the results.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -122,6 +124,10 @@ machine() {
     echo "- kernel: $(uname -sr)"
     echo "- redis-server: $(redis-server --version | sed 's/Redis server //')"
     echo "- rustc: $(rustc --version)"
+    # The service inherits the environment: say which of its settings were changed.
+    local settings
+    settings=$(env | grep -E '^(SESSIONS_|TOKIO_)' | sort | tr '\n' ' ' || true)
+    echo "- service settings from the environment: ${settings:-none (defaults)}"
 }
 
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
