@@ -26,12 +26,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 REDIS_ENV=()
 RPID=
 if [[ -z ${EMBEDDED:-} ]]; then
-    RPORT=$(free_port)
-    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
-    RPID=$!
-    PIDS+=("$RPID")
-    wait_port "$RPORT"
+    start_redis "$WORK"
     REDIS_ENV=(REDIS_URL="redis://127.0.0.1:$RPORT")
 fi
 HZ=$(getconf CLK_TCK)

@@ -22,11 +22,7 @@ fi
 
 [[ -n ${SKIP_BUILD:-} ]] || cargo build --release --bin sessions >&2
 
-RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$WORK" --logfile "$WORK/redis.log" &
-PIDS+=($!)
-wait_port "$RPORT"
+start_redis "$WORK"
 
 PORT=$(free_port)
 ADMIN=$(free_port)

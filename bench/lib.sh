@@ -1,5 +1,6 @@
 # Shared by the bench scripts (sourced, not run): child processes killed on exit,
-# free loopback ports, and waiting for a port to accept connections.
+# free loopback ports, waiting for a port to accept connections, and a redis-server
+# of the script's own.
 
 PIDS=()
 cleanup() {
@@ -19,4 +20,13 @@ wait_port() { # port (on 127.0.0.1)
     done
     echo "nothing listens on 127.0.0.1:$1" >&2
     return 1
+}
+
+start_redis() { # dir; sets RPORT and RPID: a redis-server on a free port, persistence off
+    RPORT=$(free_port)
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$1" --logfile "$1/redis.log" --daemonize no &
+    RPID=$!
+    PIDS+=("$RPID")
+    wait_port "$RPORT"
 }

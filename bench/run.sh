@@ -45,12 +45,7 @@ SERVICE=$ROOT/target/release/sessions
 BENCH=$ROOT/target/release/sessions-bench
 
 # --- redis-server of our own, persistence off ---------------------------------------
-RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
-RPID=$!
-PIDS+=("$RPID")
-wait_port "$RPORT"
+start_redis "$WORK"
 RCLI=(redis-cli -h 127.0.0.1 -p "$RPORT")
 
 LOADS=()
