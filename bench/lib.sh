@@ -22,10 +22,11 @@ wait_port() { # port (on 127.0.0.1)
     return 1
 }
 
-start_redis() { # dir; sets RPORT and RPID: a redis-server on a free port, persistence off
+start_redis() { # dir [redis-server options]; sets RPORT and RPID: a redis-server on a
+    # free port, persistence off
     RPORT=$(free_port)
     redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$1" --logfile "$1/redis.log" --daemonize no &
+        --dir "$1" --logfile "$1/redis.log" --daemonize no "${@:2}" &
     RPID=$!
     PIDS+=("$RPID")
     wait_port "$RPORT"
