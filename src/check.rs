@@ -45,9 +45,10 @@ use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
+use crate::config::settings::KEY_PREFIX;
 use crate::config::Config;
 use crate::model::BUCKETS;
-use crate::store::redis::{connection_info, split_urls, RedisOptions, Topology};
+use crate::store::redis::{check_prefix, connection_info, split_urls, RedisOptions, Topology};
 use crate::telemetry::mask_url;
 
 mod bucket;
@@ -185,11 +186,9 @@ pub fn main(args: &[String]) -> ExitCode {
 /// Checks every bucket of `opts.prefix` in the Redis `opts` describes.
 pub fn check(opts: &RedisOptions) -> Result<Report, CheckError> {
     let prefix = opts.prefix.as_str();
-    if prefix.is_empty() || prefix.contains(['{', '}']) {
-        return Err(CheckError::Config(format!(
-            "invalid SESSIONS_KEY_PREFIX {prefix:?}: it must be non-empty without '{{' or '}}'"
-        )));
-    }
+    check_prefix(prefix).map_err(|rule| {
+        CheckError::Config(format!("invalid {} {prefix:?}: {rule}", KEY_PREFIX.name))
+    })?;
     opts.tls.check().map_err(CheckError::Config)?;
     let walker = Walker::new(prefix);
     let mut report = Report::new(prefix);
