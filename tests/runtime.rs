@@ -5,6 +5,9 @@ mod common;
 
 use common::binary::Binary;
 
+/// What this suite runs besides the service (see `common::needs`): nothing.
+const NEEDS: &[common::needs::Need] = &[];
+
 /// Threads of `pid` with the runtime's thread name (workers, and blocking-pool
 /// threads if any were started).
 fn runtime_threads(pid: u32) -> usize {
