@@ -104,11 +104,7 @@ fn settings_help(styles: &Styles) -> String {
             s.name,
             s.kind.placeholder()
         ));
-        let text = format!(
-            "{} [default: {}]",
-            plain(s.meaning),
-            plain(&s.default_markdown())
-        );
+        let text = format!("{} [default: {}]", plain(s.meaning), s.default_text());
         for line in wrap(&text, 78) {
             out.push_str(&format!("          {line}\n"));
         }

@@ -118,6 +118,11 @@ impl Setting {
         }
     }
 
+    /// The default as plain text, for help texts.
+    pub fn default_text(&self) -> String {
+        self.default_markdown().replace('`', "")
+    }
+
     /// This setting's row of README's configuration tables.
     pub fn readme_row(&self) -> String {
         format!(
