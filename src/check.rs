@@ -45,9 +45,10 @@ use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
+use crate::config::settings::{KEY_PREFIX, REDIS_MODE, REDIS_URL};
 use crate::config::Config;
 use crate::model::BUCKETS;
-use crate::store::redis::{connection_info, split_urls, RedisOptions, Topology};
+use crate::store::redis::{check_prefix, connection_info, split_urls, RedisOptions, Topology};
 use crate::telemetry::mask_url;
 
 mod bucket;
@@ -124,12 +125,15 @@ impl CheckError {
 pub fn main(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: sessions check\n\nChecks the sessions under SESSIONS_KEY_PREFIX (default \
-             \"sessions\") in the Redis the service is configured for (REDIS_URL, \
-             SESSIONS_REDIS_MODE standalone, cluster or sentinel, credentials and TLS \
-             settings as for the service) for index entries without a session and sessions \
-             missing from their indexes. On a cluster it reads every primary. Read-only. \
-             Exit code 0: clean, 1: problems found, 2: error."
+            "usage: sessions check\n\nChecks the sessions under {} (default \"{}\") in the Redis \
+             the service is configured for ({}, {} standalone, cluster or sentinel, \
+             credentials and TLS settings as for the service) for index entries without a \
+             session and sessions missing from their indexes. On a cluster it reads every \
+             primary. Read-only. Exit code 0: clean, 1: problems found, 2: error.",
+            KEY_PREFIX.name,
+            KEY_PREFIX.default_text(),
+            REDIS_URL.name,
+            REDIS_MODE.name,
         );
         return ExitCode::SUCCESS;
     }
@@ -185,11 +189,9 @@ pub fn main(args: &[String]) -> ExitCode {
 /// Checks every bucket of `opts.prefix` in the Redis `opts` describes.
 pub fn check(opts: &RedisOptions) -> Result<Report, CheckError> {
     let prefix = opts.prefix.as_str();
-    if prefix.is_empty() || prefix.contains(['{', '}']) {
-        return Err(CheckError::Config(format!(
-            "invalid SESSIONS_KEY_PREFIX {prefix:?}: it must be non-empty without '{{' or '}}'"
-        )));
-    }
+    check_prefix(prefix).map_err(|rule| {
+        CheckError::Config(format!("invalid {} {prefix:?}: {rule}", KEY_PREFIX.name))
+    })?;
     opts.tls.check().map_err(CheckError::Config)?;
     let walker = Walker::new(prefix);
     let mut report = Report::new(prefix);

@@ -1,13 +1,20 @@
-//! Settings: every knob the service reads from its environment, with defaults,
-//! parsing and validation. An invalid value stops the start with a message naming
-//! the variable. Read through [`Source`] so tests can pass a map.
+//! Settings: every knob the service reads from its environment. The names, defaults,
+//! kinds and meanings are one table ([`settings`]); this file turns them into a
+//! [`Config`], with the checks that span several settings. An invalid value stops the
+//! start with a message naming the variable. Read through [`Source`] so tests can pass
+//! a map.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod reader;
+mod redis;
+pub mod settings;
+
+use self::reader::{invalid, Reader};
+use self::settings::*;
 pub use crate::store::redis::{Credentials, Secret, Topology};
 pub use crate::telemetry::LogFormat;
 
@@ -38,190 +45,143 @@ impl Source for HashMap<&str, &str> {
 }
 
 /// A setting that could not be used, naming the variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {message}")]
 pub struct ConfigError {
     pub variable: &'static str,
     pub message: String,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}: {}", self.variable, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Every setting of the service.
+/// Every setting of the service, read. Each field names its row of [`settings`],
+/// which says what it means and what its default is.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `SESSIONS_LISTEN`: the Seneca TCP listener.
+    /// [`LISTEN`]
     pub listen: SocketAddr,
-    /// `SESSIONS_ADMIN_LISTEN`: the admin HTTP listener (/metrics, /live, /ready).
+    /// [`ADMIN_LISTEN`]
     pub admin_listen: SocketAddr,
-    /// `REDIS_URL`: unset means the embedded in-process store. One URL in standalone
-    /// mode; seed nodes (cluster) or sentinels (sentinel), separated by commas.
+    /// [`REDIS_URL`]: `None` is the embedded in-process store.
     pub redis_url: Option<String>,
-    /// `SESSIONS_REDIS_MODE` (`standalone`, `cluster`, `sentinel`), with
-    /// `SESSIONS_REDIS_SENTINEL_MASTER` for sentinel.
+    /// [`REDIS_MODE`], with [`REDIS_SENTINEL_MASTER`] for sentinel.
     pub redis_topology: Topology,
-    /// `REDIS_USERNAME` / `REDIS_PASSWORD`: the data nodes' ACL user and password,
-    /// overriding those in `REDIS_URL`. Like `REDIS_URL`, and unlike the `SESSIONS_*`
-    /// settings, these are credentials, meant to come from a secret store.
+    /// [`REDIS_USERNAME`], [`REDIS_PASSWORD`]. Like `REDIS_URL`, and unlike the
+    /// `SESSIONS_*` settings, credentials, meant to come from a secret store.
     pub redis_auth: Credentials,
-    /// `REDIS_SENTINEL_USERNAME` / `REDIS_SENTINEL_PASSWORD`: the sentinels' user and
-    /// password, overriding those in the sentinel URLs.
+    /// [`REDIS_SENTINEL_USERNAME`], [`REDIS_SENTINEL_PASSWORD`].
     pub redis_sentinel_auth: Credentials,
-    /// `SESSIONS_REDIS_CA_FILE`: PEM CA certificates trusted for `rediss://` instead of
-    /// the system roots.
+    /// [`REDIS_CA_FILE`]
     pub redis_ca_file: Option<PathBuf>,
-    /// `SESSIONS_REDIS_CLIENT_CERT_FILE` / `SESSIONS_REDIS_CLIENT_KEY_FILE`: PEM client
-    /// certificate and key for Redis servers that require them (mutual TLS).
+    /// [`REDIS_CLIENT_CERT_FILE`]: both or neither with the key.
     pub redis_client_cert_file: Option<PathBuf>,
+    /// [`REDIS_CLIENT_KEY_FILE`]
     pub redis_client_key_file: Option<PathBuf>,
-    /// `SESSIONS_REDIS_WAIT_REPLICAS`: acknowledge a write only once this many
-    /// replicas have it (Redis WAIT); 0 does not wait.
+    /// [`REDIS_WAIT_REPLICAS`]: 0 does not wait.
     pub redis_wait_replicas: u32,
-    /// `SESSIONS_KEY_PREFIX`: prefix of every Redis key.
+    /// [`KEY_PREFIX`]
     pub key_prefix: String,
-    /// `SESSIONS_REDIS_CONNECTIONS`: pipelined Redis connections per replica. Default
-    /// 1: every request of the replica shares it, so requests arriving together go
-    /// to Redis in one write (docs/benchmarks.md). With WAIT the default is 4: a WAIT
-    /// holds its connection until the replicas acknowledge, and everything queued
-    /// behind it waits too.
+    /// [`REDIS_CONNECTIONS`]
     pub redis_connections: usize,
-    /// `SESSIONS_REQUEST_TIMEOUT`: bound on one request's store work.
+    /// [`REQUEST_TIMEOUT`]
     pub request_timeout: Duration,
-    /// `SESSIONS_MAX_LINE_BYTES`: longest request line accepted.
+    /// [`MAX_LINE_BYTES`]
     pub max_line_bytes: usize,
-    /// `SESSIONS_MAX_DATA_BYTES`: largest `data` or `user` (compact JSON bytes).
+    /// [`MAX_DATA_BYTES`]
     pub max_data_bytes: usize,
-    /// `SESSIONS_MAX_FIELD_BYTES`: longest user_id, user_name, address, client, id.
+    /// [`MAX_FIELD_BYTES`]
     pub max_field_bytes: usize,
-    /// `SESSIONS_MAX_CONNECTIONS`: concurrent client connections; more wait in the backlog.
+    /// [`MAX_CONNECTIONS`]
     pub max_connections: usize,
-    /// `SESSIONS_WORKER_THREADS`: threads running the requests; unset, one per CPU
-    /// the process may use (cgroup limits included, as the runtime counts them).
+    /// [`WORKER_THREADS`]: `None` leaves the count to the runtime (one per CPU the
+    /// process may use, cgroup limits included).
     pub worker_threads: Option<usize>,
-    /// `SESSIONS_MAX_IN_FLIGHT`: requests in progress per connection before reading pauses.
+    /// [`MAX_IN_FLIGHT`]
     pub max_in_flight: usize,
-    /// `SESSIONS_MAX_REQUEST_MEMORY`: memory all requests in progress and replies not
-    /// yet written may reserve together; past it connections pause reading.
+    /// [`MAX_REQUEST_MEMORY`]
     pub max_request_memory: usize,
-    /// `SESSIONS_MAX_CONN_REQUEST_MEMORY`: the same for one connection.
+    /// [`MAX_CONN_REQUEST_MEMORY`]
     pub max_conn_request_memory: usize,
-    /// `SESSIONS_MAX_TAKE`: the largest page get_sessions returns.
+    /// [`MAX_TAKE`]
     pub max_take: u64,
-    /// `SESSIONS_REUSE`: open_session reuses the active session of the same
-    /// user, address and client.
+    /// [`REUSE`]
     pub reuse: bool,
-    /// `SESSIONS_IDLE_TIMEOUT`: an active session idle longer is closed by the sweep.
+    /// [`IDLE_TIMEOUT`]
     pub idle_timeout: Duration,
-    /// `SESSIONS_SWEEP_INTERVAL`: how often each replica sweeps (with jitter).
+    /// [`SWEEP_INTERVAL`]
     pub sweep_interval: Duration,
-    /// `SESSIONS_RETENTION`: how long closed sessions stay; `None` keeps them forever.
+    /// [`RETENTION`]: `None` (a zero setting) keeps closed sessions forever.
     pub retention: Option<Duration>,
-    /// `SESSIONS_SWEEP_BATCH`: sessions per sweep script call.
+    /// [`SWEEP_BATCH`]
     pub sweep_batch: usize,
-    /// `SESSIONS_SWEEP_MAX_BATCHES`: sweep script calls per bucket in one run.
+    /// [`SWEEP_MAX_BATCHES`]
     pub sweep_max_batches: usize,
-    /// `SESSIONS_SHUTDOWN_GRACE`: how long in-flight requests may finish at shutdown.
+    /// [`SHUTDOWN_GRACE`]
     pub shutdown_grace: Duration,
-    /// `SESSIONS_LOG_FORMAT`: `text` or `json`.
+    /// [`LOG_FORMAT`]
     pub log_format: LogFormat,
-    /// `SESSIONS_LOG`: tracing filter directive.
+    /// [`LOG`]: `tracing` directives.
     pub log_filter: String,
 }
 
 impl Config {
     /// Reads every setting from `src`, applying defaults and validating.
     pub fn from_source(src: &dyn Source) -> Result<Config, ConfigError> {
-        let r = Reader { src };
-        let key_prefix = r.string("SESSIONS_KEY_PREFIX", "sessions");
-        if key_prefix.is_empty() || key_prefix.contains(['{', '}']) || key_prefix.len() > 128 {
-            return Err(ConfigError {
-                variable: "SESSIONS_KEY_PREFIX",
-                message: "must be 1 to 128 characters without '{' or '}'".into(),
-            });
-        }
-        let redis_url = r.src.get("REDIS_URL").filter(|s| !s.trim().is_empty());
-        let redis = r.redis(redis_url.as_deref())?;
-        let retention = r.duration("SESSIONS_RETENTION", Duration::from_secs(30 * 86_400))?;
+        let r = Reader::new(src);
+        let key_prefix = key_prefix(&r)?;
+        let redis = redis::read(&r)?;
+        let retention = r.duration(&RETENTION)?;
         let cfg = Config {
-            listen: r.addr("SESSIONS_LISTEN", "0.0.0.0:8807")?,
-            admin_listen: r.addr("SESSIONS_ADMIN_LISTEN", "0.0.0.0:9807")?,
-            redis_url,
+            listen: r.addr(&LISTEN)?,
+            admin_listen: r.addr(&ADMIN_LISTEN)?,
+            redis_url: redis.url,
             redis_topology: redis.topology,
             redis_auth: redis.auth,
             redis_sentinel_auth: redis.sentinel_auth,
-            redis_ca_file: redis.ca_file,
-            redis_client_cert_file: redis.client_cert_file,
-            redis_client_key_file: redis.client_key_file,
+            redis_ca_file: redis.tls.ca,
+            redis_client_cert_file: redis.tls.client_cert,
+            redis_client_key_file: redis.tls.client_key,
             redis_wait_replicas: redis.wait_replicas,
             key_prefix,
-            redis_connections: r.number(
-                "SESSIONS_REDIS_CONNECTIONS",
-                if redis.wait_replicas > 0 { 4 } else { 1 },
-                1,
-                256,
-            )?,
-            request_timeout: r.duration("SESSIONS_REQUEST_TIMEOUT", Duration::from_secs(2))?,
-            max_line_bytes: r.size("SESSIONS_MAX_LINE_BYTES", 256 << 10, 1024)?,
-            max_data_bytes: r.size("SESSIONS_MAX_DATA_BYTES", 64 << 10, 16)?,
-            max_field_bytes: r.size("SESSIONS_MAX_FIELD_BYTES", 1024, 16)?,
-            max_connections: r.number("SESSIONS_MAX_CONNECTIONS", 256, 1, 1_000_000)?,
-            worker_threads: match r.raw("SESSIONS_WORKER_THREADS") {
-                None => None,
-                Some(_) => Some(r.number("SESSIONS_WORKER_THREADS", 1, 1, 1024)?),
+            // The computed default the table describes.
+            redis_connections: if r.is_set(&REDIS_CONNECTIONS) {
+                r.number(&REDIS_CONNECTIONS)?
+            } else if redis.wait_replicas > 0 {
+                4
+            } else {
+                1
             },
-            max_in_flight: r.number("SESSIONS_MAX_IN_FLIGHT", 1024, 1, 1_000_000)?,
-            max_request_memory: r.size("SESSIONS_MAX_REQUEST_MEMORY", 64 << 20, 64 << 10)?,
-            max_conn_request_memory: r.size(
-                "SESSIONS_MAX_CONN_REQUEST_MEMORY",
-                16 << 20,
-                64 << 10,
-            )?,
-            max_take: r.number("SESSIONS_MAX_TAKE", 100, 1, 100_000)? as u64,
-            reuse: r.boolean("SESSIONS_REUSE", true)?,
-            idle_timeout: r.duration("SESSIONS_IDLE_TIMEOUT", Duration::from_secs(86_400))?,
-            sweep_interval: r.duration("SESSIONS_SWEEP_INTERVAL", Duration::from_secs(900))?,
+            request_timeout: r.duration(&REQUEST_TIMEOUT)?,
+            max_line_bytes: r.size(&MAX_LINE_BYTES)?,
+            max_data_bytes: r.size(&MAX_DATA_BYTES)?,
+            max_field_bytes: r.size(&MAX_FIELD_BYTES)?,
+            max_connections: r.number(&MAX_CONNECTIONS)?,
+            // Unset: the runtime counts the CPUs.
+            worker_threads: r
+                .is_set(&WORKER_THREADS)
+                .then(|| r.number(&WORKER_THREADS))
+                .transpose()?,
+            max_in_flight: r.number(&MAX_IN_FLIGHT)?,
+            max_request_memory: r.size(&MAX_REQUEST_MEMORY)?,
+            max_conn_request_memory: r.size(&MAX_CONN_REQUEST_MEMORY)?,
+            max_take: r.number(&MAX_TAKE)? as u64,
+            reuse: r.boolean(&REUSE)?,
+            idle_timeout: r.duration(&IDLE_TIMEOUT)?,
+            sweep_interval: r.duration(&SWEEP_INTERVAL)?,
             retention: (!retention.is_zero()).then_some(retention),
-            sweep_batch: r.number("SESSIONS_SWEEP_BATCH", 500, 1, 100_000)?,
-            sweep_max_batches: r.number("SESSIONS_SWEEP_MAX_BATCHES", 20, 1, 100_000)?,
-            shutdown_grace: r.duration("SESSIONS_SHUTDOWN_GRACE", Duration::from_secs(20))?,
-            log_format: r.string("SESSIONS_LOG_FORMAT", "text").parse().map_err(
-                |e: crate::telemetry::TelemetryError| ConfigError {
-                    variable: "SESSIONS_LOG_FORMAT",
-                    message: e.to_string(),
-                },
-            )?,
-            log_filter: r.string("SESSIONS_LOG", "info"),
+            sweep_batch: r.number(&SWEEP_BATCH)?,
+            sweep_max_batches: r.number(&SWEEP_MAX_BATCHES)?,
+            shutdown_grace: r.duration(&SHUTDOWN_GRACE)?,
+            log_format: log_format(&r)?,
+            log_filter: log_filter(&r)?,
         };
-        if let Err(e) = crate::telemetry::filter(Some(&cfg.log_filter)) {
-            return Err(ConfigError {
-                variable: "SESSIONS_LOG",
-                message: e.to_string(),
-            });
-        }
-        for (variable, d) in [
-            ("SESSIONS_REQUEST_TIMEOUT", cfg.request_timeout),
-            ("SESSIONS_IDLE_TIMEOUT", cfg.idle_timeout),
-            ("SESSIONS_SWEEP_INTERVAL", cfg.sweep_interval),
-        ] {
-            if d.is_zero() {
-                return Err(ConfigError {
-                    variable,
-                    message: "must be greater than zero".into(),
-                });
-            }
-        }
         if cfg.max_line_bytes <= cfg.max_data_bytes * 2 {
-            return Err(ConfigError {
-                variable: "SESSIONS_MAX_LINE_BYTES",
-                message: "must be more than twice SESSIONS_MAX_DATA_BYTES so a request with data \
-                          at the limit fits on a line"
-                    .into(),
-            });
+            return Err(invalid(
+                &MAX_LINE_BYTES,
+                format!(
+                    "must be more than twice {} so a request with data at the limit fits \
+                     on a line",
+                    MAX_DATA_BYTES.name
+                ),
+            ));
         }
         Ok(cfg)
     }
@@ -232,266 +192,24 @@ impl Config {
     }
 }
 
-struct Reader<'a> {
-    src: &'a dyn Source,
+/// `SESSIONS_KEY_PREFIX`, held to the store's rule for prefixes.
+fn key_prefix(r: &Reader) -> Result<String, ConfigError> {
+    let prefix = r.text(&KEY_PREFIX).unwrap_or_default();
+    crate::store::redis::check_prefix(&prefix).map_err(|rule| invalid(&KEY_PREFIX, rule))?;
+    Ok(prefix)
 }
 
-impl Reader<'_> {
-    fn raw(&self, name: &str) -> Option<String> {
-        self.src
-            .get(name)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    }
-
-    fn string(&self, name: &str, default: &str) -> String {
-        self.raw(name).unwrap_or_else(|| default.to_string())
-    }
-
-    fn addr(&self, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
-        let v = self.string(name, default);
-        v.parse().map_err(|_| ConfigError {
-            variable: name,
-            message: format!("{v:?} is not an address like 0.0.0.0:8807"),
-        })
-    }
-
-    fn number(
-        &self,
-        name: &'static str,
-        default: usize,
-        min: usize,
-        max: usize,
-    ) -> Result<usize, ConfigError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(default);
-        };
-        match v.parse::<usize>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ConfigError {
-                variable: name,
-                message: format!("{v:?} is not a whole number from {min} to {max}"),
-            }),
-        }
-    }
-
-    fn size(&self, name: &'static str, default: usize, min: usize) -> Result<usize, ConfigError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(default);
-        };
-        let bad = || ConfigError {
-            variable: name,
-            message: format!(
-                "{v:?} is not a size in bytes of at least {min} (e.g. 65536, 64KiB, 1MiB)"
-            ),
-        };
-        let (digits, mult) = split_unit(
-            &v,
-            &[
-                ("KiB", 1 << 10),
-                ("MiB", 1 << 20),
-                ("GiB", 1 << 30),
-                ("B", 1),
-            ],
-        );
-        let n = digits.parse::<usize>().map_err(|_| bad())?;
-        let n = n.checked_mul(mult).ok_or_else(bad)?;
-        if n < min {
-            return Err(bad());
-        }
-        Ok(n)
-    }
-
-    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(default);
-        };
-        parse_duration(&v).ok_or_else(|| ConfigError {
-            variable: name,
-            message: format!("{v:?} is not a duration (e.g. 500ms, 30s, 15m, 24h, 30d; a bare number is seconds)"),
-        })
-    }
-
-    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        let Some(v) = self.raw(name) else {
-            return Ok(default);
-        };
-        match v.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError {
-                variable: name,
-                message: format!("{v:?} is not true or false"),
-            }),
-        }
-    }
+fn log_format(r: &Reader) -> Result<LogFormat, ConfigError> {
+    r.choice(&LOG_FORMAT)?
+        .parse()
+        .map_err(|e: crate::telemetry::TelemetryError| invalid(&LOG_FORMAT, e.to_string()))
 }
 
-/// The Redis connection settings besides the URL, read together because they are
-/// checked against each other and against the URL.
-struct RedisSettings {
-    topology: Topology,
-    auth: Credentials,
-    sentinel_auth: Credentials,
-    ca_file: Option<PathBuf>,
-    client_cert_file: Option<PathBuf>,
-    client_key_file: Option<PathBuf>,
-    wait_replicas: u32,
-}
-
-impl Reader<'_> {
-    fn redis(&self, url: Option<&str>) -> Result<RedisSettings, ConfigError> {
-        let err = |variable: &'static str, message: String| ConfigError { variable, message };
-        let mode = self.string("SESSIONS_REDIS_MODE", "standalone");
-        let topology = match mode.to_ascii_lowercase().as_str() {
-            "standalone" => Topology::Standalone,
-            "cluster" => Topology::Cluster,
-            "sentinel" => Topology::Sentinel {
-                master: self.raw("SESSIONS_REDIS_SENTINEL_MASTER").ok_or_else(|| {
-                    err(
-                        "SESSIONS_REDIS_SENTINEL_MASTER",
-                        "is required when SESSIONS_REDIS_MODE is sentinel (the name the \
-                         sentinels monitor the primary under)"
-                            .into(),
-                    )
-                })?,
-            },
-            _ => {
-                return Err(err(
-                    "SESSIONS_REDIS_MODE",
-                    format!("{mode:?} is not standalone, cluster or sentinel"),
-                ))
-            }
-        };
-        let urls: Vec<&str> = url
-            .map(|u| crate::store::redis::split_urls(u).collect())
-            .unwrap_or_default();
-        if url.is_some() && urls.is_empty() {
-            return Err(err("REDIS_URL", "holds no URL".into()));
-        }
-        if url.is_none() && topology != Topology::Standalone {
-            return Err(err(
-                "REDIS_URL",
-                format!("is required when SESSIONS_REDIS_MODE is {mode}"),
-            ));
-        }
-        let several = topology != Topology::Standalone;
-        if urls.len() > 1 && !several {
-            return Err(err(
-                "REDIS_URL",
-                "holds several URLs; set SESSIONS_REDIS_MODE to cluster or sentinel".into(),
-            ));
-        }
-        for u in &urls {
-            let unix = u.starts_with("unix://") || u.starts_with("redis+unix://");
-            if !(u.starts_with("redis://") || u.starts_with("rediss://") || (unix && !several)) {
-                let allowed = if several {
-                    "redis:// or rediss://"
-                } else {
-                    "redis://, rediss:// or unix://"
-                };
-                return Err(err(
-                    "REDIS_URL",
-                    format!("every URL must start with {allowed}"),
-                ));
-            }
-            crate::store::redis::check_url(u).map_err(|m| err("REDIS_URL", m))?;
-        }
-        let tls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
-        if tls != 0 && tls != urls.len() {
-            return Err(err(
-                "REDIS_URL",
-                "mixes rediss:// and redis://; use one for every node".into(),
-            ));
-        }
-        let credentials = |user: &str, password: &str| Credentials {
-            username: self.raw(user),
-            password: self
-                .src
-                .get(password)
-                .filter(|p| !p.is_empty())
-                .map(Secret::new),
-        };
-        let file = |name: &'static str| -> Result<Option<PathBuf>, ConfigError> {
-            let Some(path) = self.raw(name).map(PathBuf::from) else {
-                return Ok(None);
-            };
-            match std::fs::File::open(&path) {
-                Ok(_) => Ok(Some(path)),
-                Err(e) => Err(err(name, format!("cannot read {}: {e}", path.display()))),
-            }
-        };
-        let ca_file = file("SESSIONS_REDIS_CA_FILE")?;
-        let client_cert_file = file("SESSIONS_REDIS_CLIENT_CERT_FILE")?;
-        let client_key_file = file("SESSIONS_REDIS_CLIENT_KEY_FILE")?;
-        match (&client_cert_file, &client_key_file) {
-            (Some(_), None) => {
-                return Err(err(
-                    "SESSIONS_REDIS_CLIENT_KEY_FILE",
-                    "is required with SESSIONS_REDIS_CLIENT_CERT_FILE".into(),
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(err(
-                    "SESSIONS_REDIS_CLIENT_CERT_FILE",
-                    "is required with SESSIONS_REDIS_CLIENT_KEY_FILE".into(),
-                ))
-            }
-            _ => {}
-        }
-        for (variable, set) in [
-            ("SESSIONS_REDIS_CA_FILE", ca_file.is_some()),
-            (
-                "SESSIONS_REDIS_CLIENT_CERT_FILE",
-                client_cert_file.is_some(),
-            ),
-        ] {
-            if set && tls == 0 {
-                return Err(err(
-                    variable,
-                    "is set, but REDIS_URL does not use TLS (rediss://)".into(),
-                ));
-            }
-        }
-        Ok(RedisSettings {
-            topology,
-            auth: credentials("REDIS_USERNAME", "REDIS_PASSWORD"),
-            sentinel_auth: credentials("REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"),
-            ca_file,
-            client_cert_file,
-            client_key_file,
-            wait_replicas: self.number("SESSIONS_REDIS_WAIT_REPLICAS", 0, 0, 64)? as u32,
-        })
-    }
-}
-
-fn split_unit<'a>(v: &'a str, units: &[(&str, usize)]) -> (&'a str, usize) {
-    for (suffix, mult) in units {
-        if let Some(d) = v.strip_suffix(suffix) {
-            return (d.trim(), *mult);
-        }
-    }
-    (v, 1)
-}
-
-/// Parses `500ms`, `30s`, `15m`, `24h`, `30d`, or a bare number of seconds.
-pub fn parse_duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    let (digits, unit_ms): (&str, u64) = if let Some(d) = v.strip_suffix("ms") {
-        (d, 1)
-    } else if let Some(d) = v.strip_suffix('s') {
-        (d, 1000)
-    } else if let Some(d) = v.strip_suffix('m') {
-        (d, 60_000)
-    } else if let Some(d) = v.strip_suffix('h') {
-        (d, 3_600_000)
-    } else if let Some(d) = v.strip_suffix('d') {
-        (d, 86_400_000)
-    } else {
-        (v, 1000)
-    };
-    let n: u64 = digits.trim().parse().ok()?;
-    n.checked_mul(unit_ms).map(Duration::from_millis)
+/// `SESSIONS_LOG`, parsed now so a typo stops the start instead of being ignored.
+fn log_filter(r: &Reader) -> Result<String, ConfigError> {
+    let filter = r.text(&LOG).unwrap_or_default();
+    crate::telemetry::filter(Some(&filter)).map_err(|e| invalid(&LOG, e.to_string()))?;
+    Ok(filter)
 }
 
 impl Config {
@@ -512,7 +230,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<&str, &str> = pairs.iter().copied().collect();
         Config::from_source(&map)
     }
@@ -535,6 +253,85 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.sweep_interval, Duration::from_secs(900));
         assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    /// A source that remembers which variables were asked for.
+    struct Recording(
+        HashMap<&'static str, &'static str>,
+        std::cell::RefCell<Vec<String>>,
+    );
+
+    impl Source for Recording {
+        fn get(&self, name: &str) -> Option<String> {
+            self.1.borrow_mut().push(name.to_owned());
+            self.0.get(name).map(|v| v.to_string())
+        }
+    }
+
+    /// Every row of the table is read (with every branch taken: sentinel mode, TLS
+    /// files, the optional numbers set), and nothing outside the table is.
+    #[test]
+    fn reads_every_setting_of_the_table_and_nothing_else() {
+        let src = Recording(
+            [
+                ("REDIS_URL", "rediss://s1:26379,rediss://s2:26379"),
+                ("SESSIONS_REDIS_MODE", "sentinel"),
+                ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
+                ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
+                ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
+                ("SESSIONS_REDIS_CLIENT_KEY_FILE", "/etc/hostname"),
+                ("SESSIONS_REDIS_CONNECTIONS", "2"),
+                ("SESSIONS_WORKER_THREADS", "2"),
+            ]
+            .into(),
+            Default::default(),
+        );
+        let c = Config::from_source(&src).unwrap();
+        assert_eq!((c.redis_connections, c.worker_threads), (2, Some(2)));
+        let asked = src.1.into_inner();
+        for s in ALL {
+            assert!(
+                asked.iter().any(|a| a == s.name),
+                "{} is never read",
+                s.name
+            );
+        }
+        for a in &asked {
+            assert!(
+                ALL.iter().any(|s| s.name == a),
+                "{a} is read but not in the table"
+            );
+        }
+    }
+
+    /// Setting a variable to its documented default changes nothing: the defaults
+    /// parse, and they are the values the reader uses.
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let implicit = format!("{:?}", cfg(&[]).unwrap());
+        for s in ALL {
+            if let DefaultValue::Literal(v) = s.default {
+                let explicit = cfg(&[(s.name, v)]).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(format!("{explicit:?}"), implicit, "{}={v}", s.name);
+            }
+        }
+    }
+
+    /// Each kind's reader turns a bad value into an error naming the variable.
+    #[test]
+    fn every_checked_setting_refuses_a_bad_value() {
+        for s in ALL {
+            let bad = match s.kind {
+                Kind::Text | Kind::Secret | Kind::Urls => continue,
+                Kind::Number { max, .. } => (max + 1).to_string(),
+                Kind::Size { .. } => "1".into(),
+                Kind::File => "/nonexistent/file.pem".into(),
+                Kind::LogFilter => "sessions=loud".into(),
+                _ => "not-a-value".into(),
+            };
+            let err = cfg(&[("REDIS_URL", "rediss://h"), (s.name, &bad)]).unwrap_err();
+            assert_eq!(err.variable, s.name, "{}={bad}: {err}", s.name);
+        }
     }
 
     #[test]
@@ -571,6 +368,7 @@ mod tests {
             ("SESSIONS_LOG_FORMAT", "xml"),
             ("SESSIONS_MAX_LINE_BYTES", "2048"),
             ("SESSIONS_WORKER_THREADS", "0"),
+            ("SESSIONS_KEY_PREFIX", &*"p".repeat(129)),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.variable, var, "{err}");
@@ -688,13 +486,5 @@ mod tests {
         // A URL's password never shows in the error.
         let err = cfg(&[("REDIS_URL", "redis://u:hunter2@h:notaport")]).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
-        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_duration("x"), None);
     }
 }

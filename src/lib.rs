@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod budget;
 pub mod check;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connection;

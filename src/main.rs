@@ -1,8 +1,10 @@
-//! The `sessions` binary: configuration, logging, start, run until SIGTERM/SIGINT.
-//! `sessions check` runs the Redis consistency check instead ([`sessions::check`]).
+//! The `sessions` binary: the command line ([`sessions::cli`]), then configuration,
+//! logging, start, run until SIGTERM/SIGINT. `sessions check` runs the Redis
+//! consistency check instead ([`sessions::check`]).
 
 use std::process::ExitCode;
 
+use sessions::cli::{self, Action};
 use sessions::config::Config;
 
 /// mimalloc instead of the system allocator: every request allocates and frees its
@@ -13,13 +15,15 @@ use sessions::config::Config;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if args.first().is_some_and(|a| a == "check") {
-        return sessions::check::main(&args[1..]);
+    match cli::parse(std::env::args_os()) {
+        Action::Serve => serve(),
+        Action::Check(args) => sessions::check::main(&args),
+        Action::Exit(code) => ExitCode::from(code),
     }
+}
+
+/// Reads the configuration, sets up logging and runs the service until a signal.
+fn serve() -> ExitCode {
     let cfg = match Config::from_env() {
         Ok(cfg) => cfg,
         Err(e) => {

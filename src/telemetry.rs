@@ -1,6 +1,8 @@
 //! Logging setup (tracing-subscriber: readable text by default, JSON lines for log
 //! collectors) and the masking that keeps secrets in URLs out of the logs.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal;
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
@@ -57,11 +59,23 @@ pub fn filter(directive: Option<&str>) -> Result<EnvFilter, TelemetryError> {
     }
 }
 
-/// Installs the global subscriber. Call once, early in `main`.
+/// Whether text log lines carry terminal colours: only when stdout is a terminal, so a
+/// file, a pipe, `docker logs` or the journal get plain text, and never when
+/// `NO_COLOR` is set to anything but an empty string (no-color.org).
+pub fn colour(stdout_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stdout_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+/// Installs the global subscriber, writing to stdout. Call once, early in `main`.
 pub fn init(format: LogFormat, directive: Option<&str>) -> Result<(), TelemetryError> {
     let filter = filter(directive)?;
+    let ansi = colour(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stdout);
     let res = match format {
         LogFormat::Text => builder.try_init(),
@@ -190,6 +204,14 @@ mod tests {
         assert!(filter(None).is_ok());
         let err = filter(Some("sessions=loud")).unwrap_err();
         assert!(matches!(err, TelemetryError::BadFilter { .. }), "{err}");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(false, None), "a file or a pipe gets plain text");
+        assert!(!colour(true, Some(OsStr::new("1"))));
     }
 
     #[test]

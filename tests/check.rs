@@ -20,6 +20,12 @@ use common::seneca::Client;
 use common::store_load::user_per_bucket;
 use serde_json::{json, Value};
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[
+    common::needs::Need::RedisServer,
+    common::needs::Need::RedisCli,
+];
+
 async fn check(url: &str, prefix: &str) -> CheckRun {
     let (url, prefix) = (url.to_string(), prefix.to_string());
     tokio::task::spawn_blocking(move || run_check(&url, &prefix))

@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 use common::node::{client_dir, compat_dir};
 use common::redis_server::RedisServer;
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] =
+    &[common::needs::Need::RedisServer, common::needs::Need::Node];
+
 /// The `sessions` binary under test, killed when dropped.
 struct Service {
     child: Child,
@@ -32,6 +36,7 @@ impl Service {
     /// Starts the service on free loopback ports; `redis` = (url, key prefix), or
     /// `None` for the embedded store.
     fn start(redis: Option<(&str, &str)>) -> Self {
+        common::needs::check();
         let port = common::free_port();
         let admin = common::free_port();
         let log = std::env::temp_dir().join(format!(
@@ -44,8 +49,6 @@ impl Service {
             .env("SESSIONS_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .env_remove("REDIS_URL")
             .env_remove("SESSIONS_KEY_PREFIX")
-            // The log goes to a file that is shown on failure: plain text reads best.
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log file"))
             .stderr(log_file);

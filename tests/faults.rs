@@ -27,6 +27,12 @@ use common::haproxy::HaProxy;
 use common::load::{print_failures, Load, LoadLog, LoadSpec, Outcome};
 use common::redis_server::RedisServer;
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[
+    common::needs::Need::RedisServer,
+    common::needs::Need::Haproxy,
+];
+
 /// One fault test at a time: they measure disturbance on a small machine.
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -13,6 +13,9 @@ use sessions::metrics::{
 };
 use sessions::store::Counts;
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[common::needs::Need::Promtool];
+
 fn exercised() -> Metrics {
     let m = Metrics::new().unwrap();
     for cmd in Cmd::ALL {
@@ -86,6 +89,7 @@ async fn promtool_is_clean_on_a_real_scrape() {
 }
 
 fn promtool_clean(text: &str) {
+    common::needs::check();
     let mut child = match Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -95,8 +99,8 @@ fn promtool_clean(text: &str) {
     {
         Ok(c) => c,
         Err(e) => panic!(
-            "promtool not runnable ({e}); install it with `apt-get install prometheus` \
-             (Debian/Ubuntu) or put Prometheus' promtool on PATH"
+            "promtool not runnable ({e}); `{}` installs it",
+            common::needs::PROVISION
         ),
     };
     child

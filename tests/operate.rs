@@ -10,6 +10,9 @@ use common::http;
 use common::seneca::Client;
 use serde_json::json;
 
+/// What this suite runs besides the service (see `common::needs`): nothing.
+const NEEDS: &[common::needs::Need] = &[];
+
 #[tokio::test]
 async fn probes_and_metrics() {
     let app = common::spawn_app(&[]).await;

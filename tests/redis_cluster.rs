@@ -22,6 +22,12 @@ use sessions::model::Millis;
 use sessions::store::redis::{RedisOptions, RedisStore, Topology};
 use sessions::store::{ListQuery, Store};
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[
+    common::needs::Need::RedisServer,
+    common::needs::Need::RedisCli,
+];
+
 fn store(cluster: &RedisCluster, prefix: &str, wait_replicas: u32) -> RedisStore {
     RedisStore::new(RedisOptions {
         url: cluster.urls(),

@@ -14,6 +14,12 @@ use serde_json::value::RawValue;
 use sessions::store::redis::{Credentials, RedisOptions, RedisStore, Secret, TlsPem};
 use sessions::store::{ListQuery, OpenRequest, Store, StoreError};
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[
+    common::needs::Need::RedisServer,
+    common::needs::Need::Openssl,
+];
+
 const PASSWORD: &str = "pw-3a9e61d0c2";
 
 fn store(url: String, prefix: &str) -> RedisStore {
@@ -147,6 +153,7 @@ struct Pki {
 
 impl Pki {
     fn new() -> Pki {
+        common::needs::check();
         let dir =
             std::env::temp_dir().join(format!("sessions-pki-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -246,6 +253,7 @@ struct TlsRedis {
 
 impl TlsRedis {
     fn start(pki: &Pki, client_certs: bool, extra: &[&str]) -> TlsRedis {
+        common::needs::check();
         let port = common::free_port();
         let dir =
             std::env::temp_dir().join(format!("sessions-tls-{}", uuid::Uuid::new_v4().simple()));

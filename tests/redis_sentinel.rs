@@ -21,6 +21,9 @@ use sessions::model::bucket_of_session;
 use sessions::store::redis::{Credentials, RedisOptions, RedisStore, Secret, Topology};
 use sessions::store::{Store, StoreError};
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[common::needs::Need::RedisServer];
+
 fn store(setup: &SentinelSetup, prefix: &str, wait_replicas: u32) -> RedisStore {
     RedisStore::new(RedisOptions {
         url: setup.urls(),

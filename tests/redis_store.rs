@@ -17,6 +17,9 @@ use sessions::store::memory::MemoryStore;
 use sessions::store::redis::{RedisOptions, RedisStore};
 use sessions::store::{ListQuery, OpenRequest, Store, StoreError};
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[common::needs::Need::RedisServer];
+
 const T0: Millis = 1_795_771_380_000;
 
 fn options(server: &RedisServer, prefix: &str) -> RedisOptions {

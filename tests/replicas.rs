@@ -18,6 +18,13 @@ use common::haproxy::HaProxy;
 use common::node;
 use common::redis_server::RedisServer;
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[
+    common::needs::Need::RedisServer,
+    common::needs::Need::Haproxy,
+    common::needs::Need::Node,
+];
+
 /// One fleet at a time: the tests count requests per replica, and the machine is small.
 static SERIAL: Mutex<()> = Mutex::new(());
 

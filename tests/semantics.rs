@@ -15,6 +15,9 @@ use sessions::metrics::Metrics;
 use sessions::store::AnyStore;
 use sessions::sweeper::SweepConfig;
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[common::needs::Need::RedisServer];
+
 /// A store under test, plus whatever keeps it alive (a redis-server).
 pub struct Fixture {
     pub store: Arc<AnyStore>,

@@ -12,6 +12,9 @@ use common::redis_server::RedisServer;
 use common::seneca::Client;
 use serde_json::json;
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[common::needs::Need::RedisServer];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_in_flight_requests_then_exits_zero() {
     let redis = RedisServer::start();

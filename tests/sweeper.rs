@@ -8,6 +8,9 @@ use std::sync::Arc;
 use common::sweep_suite;
 use sessions::store::memory::MemoryStore;
 
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[common::needs::Need] = &[common::needs::Need::RedisServer];
+
 #[tokio::test]
 async fn memory_expires_idle_sessions_only() {
     sweep_suite::expires_idle_sessions_only(&MemoryStore::new(), "exp").await;

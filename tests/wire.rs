@@ -9,6 +9,9 @@ use std::time::Duration;
 use common::seneca::{line, Client, ORIGIN};
 use serde_json::{json, Value};
 
+/// What this suite runs besides the service (see `common::needs`): nothing.
+const NEEDS: &[common::needs::Need] = &[];
+
 #[tokio::test]
 async fn replies_echo_the_envelope() {
     let app = common::spawn_app(&[]).await;

@@ -14,6 +14,7 @@ impl Binary {
     /// Starts the binary with `env` (on top of free listen ports) and waits until its
     /// Seneca port accepts connections.
     pub fn start(env: &[(&str, &str)]) -> Binary {
+        super::needs::check();
         let port = super::free_port();
         let admin_port = super::free_port();
         let log =

@@ -20,11 +20,8 @@ impl Fleet {
     /// Starts `n` replicas on `redis_url` / `prefix` with `extra` settings and waits
     /// until each one reports ready.
     pub fn start(n: usize, redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Fleet {
-        let mut env: Vec<(&str, &str)> = vec![
-            ("REDIS_URL", redis_url),
-            ("SESSIONS_KEY_PREFIX", prefix),
-            ("NO_COLOR", "1"),
-        ];
+        let mut env: Vec<(&str, &str)> =
+            vec![("REDIS_URL", redis_url), ("SESSIONS_KEY_PREFIX", prefix)];
         env.extend_from_slice(extra);
         let replicas: Vec<Binary> = (0..n).map(|_| Binary::start(&env)).collect();
         let fleet = Fleet { replicas };
@@ -156,6 +153,7 @@ const CHECK_SETTINGS: &[&str] = &[
 
 /// Runs `sessions check` with exactly `env` as its Redis settings.
 pub fn run_check_with(env: &[(&str, &str)]) -> CheckRun {
+    super::needs::check();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessions"));
     cmd.arg("check").stdin(Stdio::null());
     for name in CHECK_SETTINGS {

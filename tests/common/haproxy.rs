@@ -73,15 +73,10 @@ listen stats
 
 impl HaProxy {
     /// Starts HAProxy in front of `backends` and waits until it accepts
-    /// connections. Panics with a clear message when haproxy is not installed: the
-    /// multi-replica tests need it and never skip.
+    /// connections. The multi-replica tests need it and never skip: without haproxy
+    /// the suite stops with a clear message (`needs`).
     pub fn start(backends: &[Backend]) -> HaProxy {
-        let found = super::tool_found("haproxy", "-v");
-        assert!(
-            found,
-            "`haproxy` not found on PATH: the multi-replica tests put HAProxy in front of \
-             the replicas (Debian: apt-get install haproxy; .ci/run installs it)"
-        );
+        super::needs::check();
         let dir = std::env::temp_dir().join(format!(
             "sessions-haproxy-{}",
             uuid::Uuid::new_v4().simple()

@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod haproxy;
 pub mod http;
 pub mod load;
+pub mod needs;
 pub mod node;
 pub mod redis_cluster;
 pub mod redis_sentinel;
@@ -19,16 +20,6 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 
 use sessions::config::Config;
-
-/// Whether `tool arg` runs and succeeds (a required external tool is installed).
-pub fn tool_found(tool: &str, arg: &str) -> bool {
-    std::process::Command::new(tool)
-        .arg(arg)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 /// A TCP port nobody listens on right now (bound once on 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
@@ -56,6 +47,7 @@ pub fn config(overrides: &[(&str, &str)]) -> Config {
 
 /// Starts the whole service in-process.
 pub async fn spawn_app(overrides: &[(&str, &str)]) -> sessions::app::App {
+    needs::check();
     sessions::app::start(config(overrides))
         .await
         .expect("service starts")

@@ -1,6 +1,6 @@
 //! Node.js and the pinned npm Seneca clients of `tests/compat/<generation>`, for tests
 //! that drive the service through real clients. No silent skip: without node or npm
-//! the tests fail and say why.
+//! the suite stops and says why (`needs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,9 +19,8 @@ pub fn compat_dir() -> PathBuf {
 /// the committed lock file when missing or older than the lock.
 pub fn client_dir(generation: &str) -> PathBuf {
     let dir = compat_dir().join(generation);
+    super::needs::check();
     let _guard = NPM_INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    require_tool("node");
-    require_tool("npm");
     let installed = dir.join("node_modules").join(".package-lock.json");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let stale = match (
@@ -50,15 +49,6 @@ pub fn client_dir(generation: &str) -> PathBuf {
     dir
 }
 
-fn require_tool(tool: &str) {
-    let found = super::tool_found(tool, "--version");
-    assert!(
-        found,
-        "`{tool}` not found on PATH: these tests drive real npm Seneca clients and need \
-         Node.js >= 18 with npm (Debian: apt-get install nodejs npm)"
-    );
-}
-
 /// What a script printed: its `N passed, N failed` counts and its output.
 #[derive(Debug)]
 pub struct ScriptRun {
@@ -72,6 +62,7 @@ pub struct ScriptRun {
 /// Runs `node tests/compat/<script> <args...>` and parses its summary line. Panics
 /// when the script printed no summary.
 pub fn run_script(script: &str, args: &[String]) -> ScriptRun {
+    super::needs::check();
     let out = Command::new("node")
         .arg(compat_dir().join(script))
         .args(args)

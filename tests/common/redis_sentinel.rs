@@ -230,6 +230,7 @@ fn spawn_sentinel(primary_port: u16) -> SentinelProcess {
         ),
     )
     .expect("sentinel.conf");
+    super::needs::check();
     let child = Command::new("redis-server")
         .arg(&conf)
         .arg("--sentinel")

@@ -14,8 +14,8 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a redis-server with persistence off. Panics with a clear message when
-    /// redis-server is not installed (the README lists it as a test prerequisite).
+    /// Starts a redis-server with persistence off. The suite stops with a clear
+    /// message when redis-server is not installed (`needs`).
     pub fn start() -> Self {
         Self::start_with(&[])
     }
@@ -40,6 +40,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        super::needs::check();
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -51,7 +52,7 @@ impl RedisServer {
             .stderr(Stdio::null());
         let child = cmd
             .spawn()
-            .expect("could not start redis-server: install it (apt-get install redis-server)");
+            .expect("could not start redis-server (./test.sh --provision installs it)");
         self.child = Some(child);
         self.wait_ready();
     }

@@ -74,7 +74,8 @@ fn shell_scripts_pass_shellcheck() {
     let out = tools::run(
         Command::new(tools::venv_bin("shellcheck"))
             .arg(repo.join("deploy/docker/healthcheck.sh"))
-            .arg(repo.join(".ci/install-deploy-tools.sh")),
+            .arg(repo.join("test.sh"))
+            .arg(repo.join(".ci/run")),
     );
     assert!(out.status.success(), "shellcheck:\n{}", tools::report(&out));
 }

@@ -4,8 +4,8 @@
 //! kubernetes-validate, promtool, Prometheus, HAProxy, TypeScript with
 //! @grafana/schema) and against the service itself, started in-process.
 //!
-//! The tools are installed by `.ci/install-deploy-tools.sh`; a missing one fails the
-//! test with that hint.
+//! The tools are installed by `./test.sh --provision`; when one is missing the suite
+//! stops with that hint.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -22,10 +22,22 @@ mod tools;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::needs::Need;
 use common::redis_server::RedisServer;
 use common::seneca::Client;
 use serde_json::json;
 use sessions::app::App;
+
+/// What this suite runs besides the service (see `common::needs`).
+const NEEDS: &[Need] = &[
+    Need::RedisServer,
+    Need::Promtool,
+    Need::Prometheus,
+    Need::Haproxy,
+    Need::Node,
+    Need::DeployVenv,
+    Need::GrafanaSchema,
+];
 
 /// Service replicas running in-process on loopback port 0, sharing one throwaway
 /// redis-server as production replicas share Redis, on a runtime of their own so the

@@ -1,8 +1,8 @@
 //! Finding and running the external tools the deploy checks use, throwaway
 //! directories, background processes that die with the test, and a plain HTTP GET.
 //!
-//! Every tool is required: a missing one fails the test with a message naming the
-//! script that installs it, never a silent skip.
+//! Every tool is required: a missing one stops the suite with a message naming the
+//! command that installs it (`common::needs`), never a silent skip.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,25 +11,24 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::needs;
+
 /// What to run when a tool is missing.
-pub const INSTALL_HINT: &str = "run `bash .ci/install-deploy-tools.sh` (apt: prometheus, \
-     haproxy; a Python venv in .deploy-tools/ from ci/deploy-tools.txt; npm ci in \
-     ci/grafana-schema)";
+pub const INSTALL_HINT: &str = "run `./test.sh --provision` (apt: prometheus, haproxy; a \
+     Python venv in .deploy-tools/ from ci/deploy-tools.txt; npm ci in ci/grafana-schema)";
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    needs::repo().to_path_buf()
 }
 
-/// Where .ci/install-deploy-tools.sh put the Python tools (`DEPLOY_TOOLS_DIR`
-/// overrides it).
+/// Where the provisioning put the Python tools (`DEPLOY_TOOLS_DIR` overrides it).
 fn tools_dir() -> PathBuf {
-    std::env::var_os("DEPLOY_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".deploy-tools"))
+    needs::deploy_tools_dir()
 }
 
 fn require(path: PathBuf, what: &str) -> PathBuf {
+    needs::check();
     assert!(
         path.is_file(),
         "{what} not found at {}; {INSTALL_HINT}",
@@ -50,6 +49,7 @@ pub fn python() -> PathBuf {
 
 /// An executable on PATH (the Debian packages: promtool, prometheus, haproxy).
 pub fn on_path(name: &str) -> PathBuf {
+    needs::check();
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
@@ -100,6 +100,7 @@ pub fn report(out: &Output) -> String {
 
 /// Runs a command to completion, capturing its output; panics only if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
+    needs::check();
     cmd.stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}; {INSTALL_HINT}"))
@@ -167,6 +168,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(name: &str, cmd: &mut Command, log: PathBuf) -> Daemon {
+        needs::check();
         let file = std::fs::File::create(&log).expect("create log file");
         let child = cmd
             .stdin(Stdio::null())

@@ -28,15 +28,18 @@ pub(crate) struct Keys {
     buckets: Vec<BucketKeys>,
 }
 
-/// Why a prefix cannot be used.
-pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
-    if prefix.is_empty() {
-        return Err("the Redis key prefix must not be empty".into());
-    }
-    if prefix.contains(['{', '}']) {
-        // A brace in the prefix would become the hash tag instead of the bucket.
+/// The longest key prefix, in bytes: it is part of every key and every key a script
+/// builds, so it is kept short.
+pub const MAX_PREFIX_BYTES: usize = 128;
+
+/// The rule for a key prefix, in one place for the store, the configuration and
+/// `sessions check`: 1 to [`MAX_PREFIX_BYTES`] bytes without `{` or `}` (a brace in
+/// the prefix would become the cluster hash tag instead of the bucket). The error
+/// says what the rule is, for the caller to put after the prefix's name.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_BYTES || prefix.contains(['{', '}']) {
         return Err(format!(
-            "the Redis key prefix {prefix:?} must not contain '{{' or '}}'"
+            "must be 1 to {MAX_PREFIX_BYTES} bytes without '{{' or '}}'"
         ));
     }
     Ok(())
@@ -115,8 +118,10 @@ mod tests {
     #[test]
     fn prefixes_with_braces_are_refused() {
         assert!(check_prefix("sessions").is_ok());
+        assert!(check_prefix(&"p".repeat(MAX_PREFIX_BYTES)).is_ok());
         assert!(check_prefix("a{b").is_err());
         assert!(check_prefix("a}b").is_err());
         assert!(check_prefix("").is_err());
+        assert!(check_prefix(&"p".repeat(MAX_PREFIX_BYTES + 1)).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! # Key layout
 //!
-//! `P` is the configured prefix (default `sessions`, never containing `{` or `}`), `NN`
+//! `P` is the configured prefix (default `sessions`; [`check_prefix`] has the rule), `NN`
 //! the bucket (0..64) as two lowercase hex digits. `{NN}` is the hash tag, so every key
 //! of a bucket is in one cluster slot. A session's bucket is `bucket_of_user(user_id)`
 //! and is also the first two hex digits of its id, so a command by id knows its slot.
@@ -80,6 +80,7 @@ use redis::Value;
 
 use self::conn::{Batch, Redis, Retry};
 use self::keys::Keys;
+pub use self::keys::{check_prefix, MAX_PREFIX_BYTES};
 pub use self::options::{
     check_url, split_urls, Credentials, RedisOptions, Secret, TlsPem, Topology,
 };
@@ -104,7 +105,9 @@ impl RedisStore {
     /// by the operations (as [`StoreError::Unavailable`]), not here. Fails on invalid
     /// options (URL, prefix, zero timeout or connections) or outside a Tokio runtime.
     pub fn new(opts: RedisOptions) -> Result<RedisStore, StoreError> {
-        keys::check_prefix(&opts.prefix).map_err(StoreError::Internal)?;
+        check_prefix(&opts.prefix).map_err(|rule| {
+            StoreError::Internal(format!("the Redis key prefix {:?} {rule}", opts.prefix))
+        })?;
         if opts.timeout.is_zero() {
             return Err(StoreError::Internal(
                 "the Redis timeout must be above zero".into(),
