@@ -123,6 +123,7 @@ enum Reply {
 }
 
 enum Link {
+    Fred(fred::prelude::Client),
     Standalone(Box<Standalone>),
     Cluster(Cluster),
     Sentinel(Box<Sentinel>),
@@ -130,6 +131,7 @@ enum Link {
 
 /// A connection picked for one request.
 enum Handle {
+    Fred(fred::prelude::Client),
     Standalone(usize, NodeConn),
     Cluster(ClusterConnection),
     Sentinel(Arc<Primary>, NodeConn),
@@ -152,7 +154,16 @@ impl Redis {
             ));
         }
         opts.tls.check().map_err(StoreError::Internal)?;
+        let fred = std::env::var("SESSIONS_REDIS_CLIENT").is_ok_and(|v| v == "fred");
         let link = match &opts.topology {
+            t if fred => {
+                let infos = options::connection_infos(&opts.url, &opts.auth)
+                    .map_err(StoreError::Internal)?;
+                Link::Fred(
+                    super::fred_proto::client(&infos, *t == Topology::Cluster)
+                        .map_err(StoreError::Internal)?,
+                )
+            }
             Topology::Standalone => {
                 let mut infos = options::connection_infos(&opts.url, &opts.auth)
                     .map_err(StoreError::Internal)?;
@@ -372,7 +383,7 @@ impl Redis {
                     // A READONLY node was swapped for a fresh connection.
                     (Handle::Standalone(..), Some(_)) => resends == 0,
                     // The cluster client has made its own retries already.
-                    (Handle::Cluster(_), _) => false,
+                    (Handle::Cluster(_) | Handle::Fred(_), _) => false,
                     (Handle::Sentinel(..), _) => {
                         not_run || (retry == Retry::Idempotent && e.is_connection_dropped())
                     }
@@ -400,6 +411,7 @@ impl Redis {
                 Handle::Standalone(i, c)
             }
             Link::Cluster(c) => Handle::Cluster(c.conn()),
+            Link::Fred(c) => Handle::Fred(c.clone()),
             Link::Sentinel(s) => {
                 // Boxed: discovery is rare and its future is large; kept inline it
                 // would grow every request's future (see `Redis::send`).
@@ -441,6 +453,15 @@ async fn pause(resends: usize, deadline: Instant) {
 
 async fn send_on(handle: &Handle, req: Request<'_>) -> Result<Reply, RedisError> {
     match (handle, req) {
+        (Handle::Fred(c), Request::One(cmd)) => Box::pin(super::fred_proto::one(c, cmd))
+            .await
+            .map(Reply::One),
+        (Handle::Fred(c), Request::Batch(b)) => Box::pin(super::fred_proto::many(c, b.pipeline()))
+            .await
+            .map(Reply::Many),
+        (Handle::Fred(c), Request::Together(p)) => Box::pin(super::fred_proto::many(c, p))
+            .await
+            .map(Reply::Many),
         (Handle::Standalone(_, c), r) => send_plain(&mut c.clone(), r).await,
         (Handle::Sentinel(_, c), r) => send_plain(&mut c.clone(), r).await,
         (Handle::Cluster(c), Request::Batch(b)) => {

@@ -66,6 +66,7 @@
 mod cluster;
 mod codec;
 mod conn;
+mod fred_proto;
 mod keys;
 mod list;
 mod node;
