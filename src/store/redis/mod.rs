@@ -66,7 +66,6 @@
 mod cluster;
 mod codec;
 mod conn;
-mod fred_proto;
 mod keys;
 mod list;
 mod node;

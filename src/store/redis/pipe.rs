@@ -1,7 +1,7 @@
-//! The store's own connection to one Redis over plain TCP: owns the socket, the
-//! queue of requests waiting for replies, and reconnecting. Used by the standalone
-//! topology (`standalone.rs`) when the address is plain TCP; TLS and Unix sockets go
-//! through the redis crate's `ConnectionManager` instead.
+//! The store's own connection to one Redis node, over plain TCP, TLS or a Unix socket:
+//! owns the socket, the queue of requests waiting for replies, and reconnecting. Every
+//! topology sends through it: one server (`standalone.rs`), the primary Sentinel names
+//! (`sentinel.rs`) and each primary of a cluster (`cluster.rs`).
 //!
 //! Why not the redis crate's multiplexed connection, which does the same job: under
 //! load its driver task is woken by each request and writes it alone (a `writev` and
@@ -11,8 +11,7 @@
 //! worker run (it yields once before writing), writes them in one `write`, and reads
 //! the replies with the small RESP2 reader of `resp.rs`. See `docs/benchmarks.md`.
 //!
-//! Semantics the rest of the store relies on (`conn.rs`), the same as with the
-//! `ConnectionManager`:
+//! Semantics the rest of the store relies on (`conn.rs`, `cluster.rs`):
 //! - connecting is lazy: nothing happens until the first request, and after a drop
 //!   the next request connects again (resolving the host name again, so a name a
 //!   managed service moves on failover is followed);
@@ -21,7 +20,9 @@
 //!   decides what may be sent again;
 //! - a caller that stops waiting (its deadline passed) does not disturb the others:
 //!   its reply is still read, in order, and dropped;
-//! - error replies come back as `Value::ServerError`, like the redis crate does.
+//! - error replies come back as `Value::ServerError`, like the redis crate does;
+//! - a request may carry leading commands whose replies are not wanted (`ASKING`
+//!   before a redirected command): they are read and dropped.
 //!
 //! Memory: requests reach a connection only through the service's own admission
 //! limits (in-flight requests, request memory), so its queue is bounded by them; the
@@ -30,7 +31,9 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,7 +41,13 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
 
 use super::resp;
 
@@ -49,11 +58,26 @@ const READ_MIN_FREE: usize = 4 * 1024;
 /// Write buffer capacity kept between batches; a larger one is given back.
 const WRITE_BUF_KEEP: usize = 64 * 1024;
 
+/// How a node is reached.
+#[derive(Clone)]
+pub(crate) enum Addr {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// TLS over TCP; the certificate is verified against `host`.
+    Tls {
+        host: String,
+        port: u16,
+        config: Arc<ClientConfig>,
+    },
+    Unix(PathBuf),
+}
+
 /// Where to connect and how to log in.
 #[derive(Clone)]
 pub(crate) struct Target {
-    pub host: String,
-    pub port: u16,
+    pub addr: Addr,
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,
@@ -95,6 +119,20 @@ impl PipeConn {
         let db = target.db;
         tokio::spawn(Driver { rx, target }.run());
         PipeConn { jobs, db }
+    }
+
+    /// Sends `packed` (one or more commands in RESP) and returns the replies of the
+    /// `count` commands after the first `skip`, whose replies are dropped.
+    pub async fn send(
+        &self,
+        packed: Vec<u8>,
+        skip: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self.call(packed, skip, count).await? {
+            Answer::One(v) => Ok(vec![v]),
+            Answer::Many(v) => Ok(v),
+        }
     }
 
     async fn call(&self, packed: Vec<u8>, skip: usize, count: usize) -> RedisResult<Answer> {
@@ -215,11 +253,96 @@ fn fail(reply: oneshot::Sender<RedisResult<Answer>>, e: &RedisError) {
     let _ = reply.send(Err(e.clone()));
 }
 
+/// The socket of a connection, whichever transport.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Opens the socket (and the TLS session on it).
+async fn open(addr: &Addr) -> RedisResult<Stream> {
+    Ok(match addr {
+        Addr::Tcp { host, port } => {
+            let s = TcpStream::connect((host.as_str(), *port)).await?;
+            // Batches are written whole; Nagle would only hold back the last part.
+            s.set_nodelay(true)?;
+            Stream::Tcp(s)
+        }
+        Addr::Tls { host, port, config } => {
+            let s = TcpStream::connect((host.as_str(), *port)).await?;
+            s.set_nodelay(true)?;
+            let name = ServerName::try_from(host.clone()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "not a valid TLS server name")
+            })?;
+            let tls = TlsConnector::from(config.clone()).connect(name, s).await?;
+            Stream::Tls(Box::new(tls))
+        }
+        #[cfg(unix)]
+        Addr::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+        #[cfg(not(unix))]
+        Addr::Unix(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "Unix sockets need a Unix system",
+            )
+            .into())
+        }
+    })
+}
+
 /// Opens a socket and logs in (AUTH, SELECT) before any request is sent on it.
-async fn connect(t: &Target) -> RedisResult<TcpStream> {
-    let mut stream = TcpStream::connect((t.host.as_str(), t.port)).await?;
-    // Batches are written whole; Nagle would only hold back the last part.
-    stream.set_nodelay(true)?;
+async fn connect(t: &Target) -> RedisResult<Stream> {
+    let mut stream = open(&t.addr).await?;
     let mut expected = 0;
     let mut packed = Vec::new();
     if let Some(password) = &t.password {
@@ -285,7 +408,7 @@ struct Waiting {
 
 /// One open socket and what is in flight on it.
 struct Link {
-    stream: TcpStream,
+    stream: Stream,
     /// Requests not yet written, from `written` on.
     wbuf: Vec<u8>,
     written: usize,
@@ -296,10 +419,12 @@ struct Link {
     waiting: VecDeque<Waiting>,
     /// Whether the task gave way once since new requests came in (see `poll_serve`).
     yielded: bool,
+    /// Written but maybe still held by the transport (TLS records not yet sent).
+    unflushed: bool,
 }
 
 impl Link {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: Stream) -> Self {
         Link {
             stream,
             wbuf: Vec::with_capacity(READ_BUF),
@@ -309,6 +434,7 @@ impl Link {
             filled: 0,
             waiting: VecDeque::new(),
             yielded: false,
+            unflushed: false,
         }
     }
 
@@ -366,7 +492,14 @@ impl Link {
                 return Poll::Ready(End::Broken(e));
             }
         }
-        if closed && self.waiting.is_empty() && self.written == self.wbuf.len() {
+        if self.unflushed && self.written == self.wbuf.len() {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(End::Broken(e)),
+                Poll::Pending => {}
+            }
+        }
+        if closed && self.waiting.is_empty() && self.written == self.wbuf.len() && !self.unflushed {
             return Poll::Ready(End::Closed);
         }
         Poll::Pending
@@ -376,7 +509,10 @@ impl Link {
         while self.written < self.wbuf.len() {
             match Pin::new(&mut self.stream).poll_write(cx, &self.wbuf[self.written..]) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    self.unflushed = true;
+                }
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => return Ok(()),
             }
