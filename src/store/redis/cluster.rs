@@ -66,6 +66,7 @@ struct Inner {
     /// Every node in the map (and any a redirect named since), by `host:port`.
     nodes: Mutex<HashMap<String, Arc<Node>>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// When the last refresh ended, whether it found a map or not.
     refreshed: Mutex<Option<Instant>>,
 }
 
@@ -290,6 +291,13 @@ impl Inner {
                 .collect()
         };
         candidates.extend(self.seeds.iter().cloned());
+        let found = self.ask(candidates).await;
+        *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        found
+    }
+
+    /// Asks `candidates` in turn for the map and installs the first one given.
+    async fn ask(&self, candidates: Vec<Target>) -> RedisResult<()> {
         let mut last = None;
         for t in candidates {
             let wait = ASK_TIMEOUT.min(self.timeout);
@@ -337,7 +345,6 @@ impl Inner {
         *nodes = kept;
         drop(nodes);
         *self.map.write().unwrap_or_else(|p| p.into_inner()) = SlotMap { owners, any };
-        *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
     /// The node a redirect names (`host:port`, or `:port` for the host of the node
