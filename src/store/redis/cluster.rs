@@ -8,10 +8,16 @@
 //!   meets a sign that it is out of date: a MOVED, a CLUSTERDOWN or TRYAGAIN, a node
 //!   that refuses connections, drops them or does not answer. Requests made before
 //!   the first map wait for it (within their deadline); concurrent refreshes are one.
-//! - **Connections** are per node name (`host:port`) and survive refreshes, so a
-//!   failover or a resharding only adds connections to nodes not seen before. They
-//!   reconnect by themselves, like a standalone server's; nodes that left the map are
-//!   dropped from it at the next refresh (their connections close once idle).
+//! - **Connections**: a few per primary, all served by one task
+//!   ([`PipeConn::group`]), so that the requests of one turn go to every primary in
+//!   the same turn and the replies that came back meanwhile are handed out together:
+//!   with a task per node, each node got its own smaller batches and the service's
+//!   replies to its clients were split as many times (measured in
+//!   `docs/benchmarks.md`). They reconnect by themselves, like a standalone server's,
+//!   and are kept as long as the set of primaries stays the same; a refresh that
+//!   finds another set (a failover, a resharding onto a new node) connects to the new
+//!   set, and the old connections close once idle. A node that only a redirect named
+//!   gets connections of its own until a refresh puts it in the map.
 //! - **Routing**: every command of the store touches one bucket, so one slot (the
 //!   bucket's hash tag); the slot is computed from the command's first key (the first
 //!   argument, or for EVAL/EVALSHA the first of KEYS). A batch over many buckets (a
@@ -65,6 +71,8 @@ struct Inner {
     map: RwLock<SlotMap>,
     /// Every node in the map (and any a redirect named since), by `host:port`.
     nodes: Mutex<HashMap<String, Arc<Node>>>,
+    /// The primaries whose connections are served together, by name, sorted.
+    grouped: Mutex<Vec<String>>,
     refreshing: tokio::sync::Mutex<()>,
     /// When the last refresh ended, whether it found a map or not.
     refreshed: Mutex<Option<Instant>>,
@@ -119,6 +127,7 @@ impl Cluster {
             connections: connections.max(1),
             map: RwLock::new(SlotMap::default()),
             nodes: Mutex::new(HashMap::new()),
+            grouped: Mutex::new(Vec::new()),
             refreshing: tokio::sync::Mutex::new(()),
             refreshed: Mutex::new(None),
         });
@@ -320,31 +329,69 @@ impl Inner {
         Err(last.unwrap_or_else(|| no_owner(None)))
     }
 
-    /// Makes `ranges` the map, keeping the connections of nodes already known.
+    /// Makes `ranges` the map, keeping the connections when the primaries are the
+    /// same as before.
     fn install(&self, ranges: Vec<Range>) {
+        let mut names: Vec<String> = ranges.iter().map(Range::name).collect();
+        names.sort_unstable();
+        names.dedup();
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut grouped = self.grouped.lock().unwrap_or_else(|p| p.into_inner());
         let mut kept: HashMap<String, Arc<Node>> = HashMap::new();
-        let mut owners: Vec<Option<Arc<Node>>> = vec![None; usize::from(SLOTS)];
-        for r in ranges {
-            let name = format!("{}:{}", r.host, r.port);
-            let node = match kept.get(&name) {
-                Some(n) => n.clone(),
-                None => {
-                    let n = nodes
-                        .remove(&name)
-                        .unwrap_or_else(|| self.make_node(&r.host, r.port));
-                    kept.insert(name, n.clone());
-                    n
+        if *grouped == names {
+            for name in &names {
+                if let Some(n) = nodes.remove(name) {
+                    kept.insert(name.clone(), n);
                 }
-            };
+            }
+        }
+        if kept.len() != names.len() {
+            kept = self.make_group(&ranges);
+            *grouped = names;
+        }
+        let mut owners: Vec<Option<Arc<Node>>> = vec![None; usize::from(SLOTS)];
+        for r in &ranges {
+            let node = kept.get(&r.name()).cloned();
             for slot in r.start..=r.end {
-                owners[usize::from(slot)] = Some(node.clone());
+                owners[usize::from(slot)].clone_from(&node);
             }
         }
         let any = owners.iter().flatten().next().cloned();
         *nodes = kept;
+        drop(grouped);
         drop(nodes);
         *self.map.write().unwrap_or_else(|p| p.into_inner()) = SlotMap { owners, any };
+    }
+
+    /// Nodes for the primaries of `ranges`, their connections served by one task.
+    fn make_group(&self, ranges: &[Range]) -> HashMap<String, Arc<Node>> {
+        let mut primaries: Vec<(&str, u16)> = Vec::new();
+        for r in ranges {
+            if !primaries.contains(&(r.host.as_str(), r.port)) {
+                primaries.push((r.host.as_str(), r.port));
+            }
+        }
+        let targets = primaries
+            .iter()
+            .flat_map(|(host, port)| {
+                let mut t = self.target(host, *port);
+                t.reconnect = true;
+                std::iter::repeat_n(t, self.connections)
+            })
+            .collect();
+        let mut conns = PipeConn::group(targets).into_iter();
+        primaries
+            .into_iter()
+            .map(|(host, port)| {
+                let node = Node {
+                    name: format!("{host}:{port}"),
+                    host: host.to_owned(),
+                    conns: conns.by_ref().take(self.connections).collect(),
+                    next: AtomicUsize::new(0),
+                };
+                (node.name.clone(), Arc::new(node))
+            })
+            .collect()
     }
 
     /// The node a redirect names (`host:port`, or `:port` for the host of the node
@@ -364,6 +411,7 @@ impl Inner {
             .clone()
     }
 
+    /// A node outside the map (named by a redirect), with connections of its own.
     fn make_node(&self, host: &str, port: u16) -> Arc<Node> {
         let mut target = self.target(host, port);
         target.reconnect = true;
@@ -421,6 +469,12 @@ struct Range {
     end: u16,
     host: String,
     port: u16,
+}
+
+impl Range {
+    fn name(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 }
 
 /// The ranges of a `CLUSTER SLOTS` reply (`[[start, end, [host, port, id, ...],

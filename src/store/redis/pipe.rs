@@ -29,7 +29,7 @@
 //! read buffer grows to the largest reply and shrinks back afterwards.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -94,6 +94,8 @@ pub(crate) struct Target {
 #[derive(Clone)]
 pub(crate) struct PipeConn {
     jobs: mpsc::UnboundedSender<Job>,
+    /// Which socket of its task's group.
+    socket: usize,
     db: i64,
 }
 
@@ -105,6 +107,7 @@ enum Answer {
 }
 
 struct Job {
+    socket: usize,
     packed: Vec<u8>,
     skip: usize,
     count: usize,
@@ -115,10 +118,42 @@ impl PipeConn {
     /// Starts the connection's task (it connects on the first request). Must be
     /// called inside a Tokio runtime.
     pub fn new(target: Target) -> Self {
+        let mut one = Self::group(vec![target]);
+        one.swap_remove(0)
+    }
+
+    /// A connection to each of `targets`, all served by one task: requests for any of
+    /// them that arrive together are written in the same turn, and the replies that
+    /// have come back on any of them are handed out in the same turn. For the nodes of
+    /// a cluster, whose requests would otherwise go out (and their replies come back)
+    /// in as many smaller batches as there are nodes. Must be called inside a Tokio
+    /// runtime.
+    pub fn group(targets: Vec<Target>) -> Vec<Self> {
         let (jobs, rx) = mpsc::unbounded_channel();
-        let db = target.db;
-        tokio::spawn(Driver { rx, target }.run());
-        PipeConn { jobs, db }
+        let conns = targets
+            .iter()
+            .enumerate()
+            .map(|(socket, t)| PipeConn {
+                jobs: jobs.clone(),
+                socket,
+                db: t.db,
+            })
+            .collect();
+        let sockets = targets
+            .into_iter()
+            .map(|target| Socket {
+                target,
+                state: State::Idle,
+                used: false,
+            })
+            .collect();
+        tokio::spawn(Driver {
+            rx,
+            sockets,
+            yielded: false,
+        }
+        .run());
+        conns
     }
 
     /// Sends `packed` (one or more commands in RESP) and returns the replies of the
@@ -139,6 +174,7 @@ impl PipeConn {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
+                socket: self.socket,
                 packed,
                 skip,
                 count,
@@ -189,63 +225,221 @@ fn copy(e: &io::Error) -> RedisError {
     io::Error::new(e.kind(), e.to_string()).into()
 }
 
-/// The connection's task: connects when there is work, serves until the socket
-/// breaks, and starts over.
+/// The task of a group of connections (one, or one per cluster node): connects each
+/// socket when there is work for it, serves it until it breaks, and starts over.
 struct Driver {
     rx: mpsc::UnboundedReceiver<Job>,
+    sockets: Vec<Socket>,
+    /// Whether the task gave way once since new requests came in (see `poll_serve`).
+    yielded: bool,
+}
+
+struct Socket {
     target: Target,
+    state: State,
+    /// Whether it was ever connected (or tried to).
+    used: bool,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = RedisResult<Stream>> + Send>>;
+
+enum State {
+    Idle,
+    /// Connecting, with the requests that came in meanwhile.
+    Connecting(Connecting, Vec<Job>),
+    Open(Box<Link>),
 }
 
 impl Driver {
     async fn run(mut self) {
-        let mut used = false;
-        while let Some(first) = self.rx.recv().await {
-            if used && !self.target.reconnect {
+        poll_fn(|cx| self.poll_serve(cx)).await;
+    }
+
+    /// Serves until every handle is gone and nothing is awaited.
+    fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut fresh = false;
+        let mut closed = false;
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(job)) => {
+                    fresh |= self.accept(job);
+                }
+                Poll::Ready(None) => {
+                    closed = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        let mut unwritten = false;
+        for socket in &mut self.sockets {
+            fresh |= socket.poll_connect(cx);
+            // Read even when nothing is awaited, to notice at once that Redis closed
+            // an idle connection (the next request then connects again instead of
+            // failing).
+            socket.poll_read(cx);
+            unwritten |= socket.unwritten();
+        }
+        if unwritten {
+            // New requests came in: give way once to the other tasks of this worker
+            // before writing, so the requests they are about to send go out in the
+            // same write (the wake-up puts this task at the back of the queue).
+            if fresh && !self.yielded {
+                self.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let mut all_written = true;
+            for socket in &mut self.sockets {
+                all_written &= socket.poll_write(cx);
+            }
+            if all_written {
+                self.yielded = false;
+            }
+        }
+        for socket in &mut self.sockets {
+            socket.poll_flush(cx);
+        }
+        if closed && self.sockets.iter().all(Socket::done) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Takes a request; whether it is waiting to be written.
+    fn accept(&mut self, job: Job) -> bool {
+        if job.skip + job.count == 0 {
+            // Nothing to wait for (an empty pipeline): answered without a round trip.
+            let _ = job.reply.send(Ok(Answer::Many(Vec::new())));
+            return false;
+        }
+        let Some(socket) = self.sockets.get_mut(job.socket) else {
+            fail(job.reply, &gone());
+            return false;
+        };
+        match &mut socket.state {
+            State::Open(link) => {
+                link.push(job);
+                true
+            }
+            State::Connecting(_, queued) => {
+                queued.push(job);
+                false
+            }
+            State::Idle if socket.used && !socket.target.reconnect => {
                 let e: RedisError = io::Error::new(
                     io::ErrorKind::NotConnected,
                     "Redis connection closed earlier (not reconnected)",
                 )
                 .into();
-                fail(first.reply, &e);
-                continue;
+                fail(job.reply, &e);
+                false
             }
-            used = true;
-            let connected = match tokio::time::timeout(
-                self.target.connect_timeout,
-                connect(&self.target),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no connection to Redis within the timeout",
-                )
-                .into()),
-            };
-            let stream = match connected {
-                Ok(s) => s,
-                Err(e) => {
-                    // Everything queued while connecting was never sent: fail it with
-                    // the reason, so a refusal reads as one (safe to send elsewhere).
-                    tracing::debug!(error = %e, "cannot connect to Redis");
-                    fail(first.reply, &e);
-                    while let Ok(job) = self.rx.try_recv() {
-                        fail(job.reply, &e);
-                    }
-                    continue;
-                }
-            };
-            let mut link = Link::new(stream);
-            link.push(first);
-            match poll_fn(|cx| link.poll_serve(cx, &mut self.rx)).await {
-                End::Closed => return,
-                End::Broken(e) => {
-                    tracing::debug!(error = %e, "Redis connection broke");
-                    link.fail_all(&e);
-                }
+            State::Idle => {
+                socket.used = true;
+                let connecting = Box::pin(connect_within(socket.target.clone()));
+                socket.state = State::Connecting(connecting, vec![job]);
+                false
             }
         }
+    }
+}
+
+impl Socket {
+    /// Moves a connect along; whether it opened the socket with requests to write.
+    fn poll_connect(&mut self, cx: &mut Context<'_>) -> bool {
+        let State::Connecting(connecting, queued) = &mut self.state else {
+            return false;
+        };
+        let Poll::Ready(connected) = connecting.as_mut().poll(cx) else {
+            return false;
+        };
+        let queued = std::mem::take(queued);
+        match connected {
+            Ok(stream) => {
+                let mut link = Box::new(Link::new(stream));
+                for job in queued {
+                    link.push(job);
+                }
+                self.state = State::Open(link);
+                true
+            }
+            Err(e) => {
+                // Everything queued while connecting was never sent: fail it with the
+                // reason, so a refusal reads as one (safe to send elsewhere).
+                tracing::debug!(error = %e, "cannot connect to Redis");
+                for job in queued {
+                    fail(job.reply, &e);
+                }
+                self.state = State::Idle;
+                false
+            }
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) {
+        if let State::Open(link) = &mut self.state {
+            if let Err(e) = link.poll_read(cx) {
+                self.broke(&e);
+            }
+        }
+    }
+
+    fn unwritten(&self) -> bool {
+        matches!(&self.state, State::Open(link) if link.written < link.wbuf.len())
+    }
+
+    /// Writes what is queued; whether all of it is written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let State::Open(link) = &mut self.state else {
+            return true;
+        };
+        if let Err(e) = link.poll_write(cx) {
+            self.broke(&e);
+            return true;
+        }
+        link.written == link.wbuf.len()
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) {
+        if let State::Open(link) = &mut self.state {
+            if let Err(e) = link.poll_flush(cx) {
+                self.broke(&e);
+            }
+        }
+    }
+
+    /// The socket failed or Redis sent something unreadable: every request waiting on
+    /// it fails, and the next one connects again (if this socket reconnects).
+    fn broke(&mut self, e: &io::Error) {
+        tracing::debug!(error = %e, "Redis connection broke");
+        if let State::Open(link) = &mut self.state {
+            link.fail_all(e);
+        }
+        self.state = State::Idle;
+    }
+
+    /// Nothing in flight: the task may end once no handle is left.
+    fn done(&self) -> bool {
+        match &self.state {
+            State::Idle => true,
+            State::Connecting(..) => false,
+            State::Open(link) => {
+                link.waiting.is_empty() && link.written == link.wbuf.len() && !link.unflushed
+            }
+        }
+    }
+}
+
+/// [`connect`] within the target's connect timeout.
+async fn connect_within(target: Target) -> RedisResult<Stream> {
+    match tokio::time::timeout(target.connect_timeout, connect(&target)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no connection to Redis within the timeout",
+        )
+        .into()),
     }
 }
 
@@ -391,13 +585,6 @@ fn protocol(e: resp::Malformed) -> RedisError {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string()).into()
 }
 
-enum End {
-    /// Every handle is gone and no reply is awaited.
-    Closed,
-    /// The socket failed or Redis sent something unreadable.
-    Broken(io::Error),
-}
-
 /// A request sent (or about to be) and waiting for its replies.
 struct Waiting {
     reply: oneshot::Sender<RedisResult<Answer>>,
@@ -417,8 +604,6 @@ struct Link {
     start: usize,
     filled: usize,
     waiting: VecDeque<Waiting>,
-    /// Whether the task gave way once since new requests came in (see `poll_serve`).
-    yielded: bool,
     /// Written but maybe still held by the transport (TLS records not yet sent).
     unflushed: bool,
 }
@@ -433,17 +618,11 @@ impl Link {
             start: 0,
             filled: 0,
             waiting: VecDeque::new(),
-            yielded: false,
             unflushed: false,
         }
     }
 
     fn push(&mut self, job: Job) {
-        if job.skip + job.count == 0 {
-            // Nothing to wait for (an empty pipeline): answered without a round trip.
-            let _ = job.reply.send(Ok(Answer::Many(Vec::new())));
-            return;
-        }
         self.wbuf.extend_from_slice(&job.packed);
         self.waiting.push_back(Waiting {
             reply: job.reply,
@@ -453,56 +632,16 @@ impl Link {
         });
     }
 
-    /// Serves until the socket breaks or the connection is no longer wanted.
-    fn poll_serve(
-        &mut self,
-        cx: &mut Context<'_>,
-        jobs: &mut mpsc::UnboundedReceiver<Job>,
-    ) -> Poll<End> {
-        let mut fresh = false;
-        let mut closed = false;
-        loop {
-            match jobs.poll_recv(cx) {
-                Poll::Ready(Some(job)) => {
-                    self.push(job);
-                    fresh = true;
-                }
-                Poll::Ready(None) => {
-                    closed = true;
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        // Read even when nothing is awaited, to notice at once that Redis closed an
-        // idle connection (the next request then connects again instead of failing).
-        if let Err(e) = self.poll_read(cx) {
-            return Poll::Ready(End::Broken(e));
-        }
-        if self.written < self.wbuf.len() {
-            // New requests came in: give way once to the other tasks of this worker
-            // before writing, so the requests they are about to send go out in the
-            // same write (the wake-up puts this task at the back of the queue).
-            if fresh && !self.yielded {
-                self.yielded = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            if let Err(e) = self.poll_write(cx) {
-                return Poll::Ready(End::Broken(e));
-            }
-        }
+    /// Written data held by the transport (TLS records) goes out.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.unflushed && self.written == self.wbuf.len() {
             match Pin::new(&mut self.stream).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(e)) => return Poll::Ready(End::Broken(e)),
+                Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {}
             }
         }
-        if closed && self.waiting.is_empty() && self.written == self.wbuf.len() && !self.unflushed {
-            return Poll::Ready(End::Closed);
-        }
-        Poll::Pending
+        Ok(())
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
@@ -519,7 +658,6 @@ impl Link {
         }
         self.wbuf.clear();
         self.written = 0;
-        self.yielded = false;
         if self.wbuf.capacity() > WRITE_BUF_KEEP {
             self.wbuf = Vec::with_capacity(READ_BUF);
         }
