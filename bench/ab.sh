@@ -9,10 +9,11 @@
 #   e.g. bench/ab.sh /tmp/sessions.old target/release/sessions -c 64 -k 1 -s get
 # Env:   ROUNDS (3), SECS (4), EMBEDDED=1 (no Redis), BENCH (target/release/sessions-bench),
 #        TOPOLOGY: standalone (default), cluster (CLUSTER=1 is the same) or both
-#        (each binary on a standalone Redis and on a cluster, alternated).
+#        (each binary on a standalone Redis and on a cluster, alternated);
+#        CLUSTER_REPLICAS (1): replicas per primary of the cluster.
 # Runs on Redis of its own (persistence off) unless EMBEDDED=1: one redis-server, or a
 # Redis Cluster of three primaries with a replica each (the redis CPU is then the sum
-# over the six nodes).
+# over every node).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

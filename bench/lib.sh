@@ -32,11 +32,13 @@ start_redis() { # dir; sets RPORT and RPID: a redis-server on a free port, persi
 }
 
 start_cluster() { # dir; sets CPORTS and CPIDS: a Redis Cluster of three primaries with
-    # a replica each, persistence off, on free ports; returns once every node says ok
+    # CLUSTER_REPLICAS (default 1) replicas each, persistence off, on free ports; returns
+    # once every node says ok
     CPORTS=()
     CPIDS=()
-    local port bus d
-    for _ in 1 2 3 4 5 6; do
+    local port bus d replicas=${CLUSTER_REPLICAS:-1}
+    local nodes=$((3 * (1 + replicas)))
+    for _ in $(seq 1 "$nodes"); do
         port=$(free_port)
         # The bus port is chosen too: by default it is port + 10000, which another
         # process may hold.
@@ -54,7 +56,7 @@ start_cluster() { # dir; sets CPORTS and CPIDS: a Redis Cluster of three primari
     done
     local addrs=()
     for port in "${CPORTS[@]}"; do addrs+=("127.0.0.1:$port"); done
-    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
         </dev/null >"$1/cluster-create.log"
     for _ in $(seq 1 300); do
         local ok=0
@@ -62,7 +64,7 @@ start_cluster() { # dir; sets CPORTS and CPIDS: a Redis Cluster of three primari
             redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' \
                 && ok=$((ok + 1))
         done
-        [[ $ok == 6 ]] && return 0
+        [[ $ok == "$nodes" ]] && return 0
         sleep 0.1
     done
     echo "the Redis Cluster did not come up (see $1)" >&2

@@ -1,7 +1,8 @@
 //! Protocol compatibility with real, unmodified npm Seneca clients.
 //!
-//! Each test starts the built `sessions` binary (embedded store, or a throwaway
-//! redis-server), then runs `tests/compat/drive.js` with one client generation:
+//! Each test starts the built `sessions` binary (embedded store, a throwaway
+//! redis-server, or a throwaway Redis Cluster of three primaries with a replica
+//! each), then runs `tests/compat/drive.js` with one client generation:
 //! `v8` (seneca 3.38.0 + seneca-transport 8.3.0, the latest) and `v2` (seneca 3.6.0 +
 //! seneca-transport 2.4.0, 2017). The script carries the assertions for every command
 //! and prints `N passed, N failed`; this test asserts it ran and nothing failed.
@@ -19,6 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::node::{client_dir, compat_dir};
+use common::redis_cluster;
 use common::redis_server::RedisServer;
 
 /// The `sessions` binary under test, killed when dropped.
@@ -32,6 +34,11 @@ impl Service {
     /// Starts the service on free loopback ports; `redis` = (url, key prefix), or
     /// `None` for the embedded store.
     fn start(redis: Option<(&str, &str)>) -> Self {
+        Self::start_with(redis, &[])
+    }
+
+    /// [`Service::start`] with more environment variables (the Redis topology).
+    fn start_with(redis: Option<(&str, &str)>, env: &[(&str, &str)]) -> Self {
         let port = common::free_port();
         let admin = common::free_port();
         let log = std::env::temp_dir().join(format!(
@@ -44,6 +51,8 @@ impl Service {
             .env("SESSIONS_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .env_remove("REDIS_URL")
             .env_remove("SESSIONS_KEY_PREFIX")
+            .env_remove("SESSIONS_REDIS_MODE")
+            .envs(env.iter().copied())
             // The log goes to a file that is shown on failure: plain text reads best.
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -164,6 +173,16 @@ fn with_redis(generation: &str) {
     drive(generation, &service);
 }
 
+fn with_cluster(generation: &str) {
+    let cluster = redis_cluster::shared();
+    let prefix = common::unique_prefix(&format!("compat-cluster-{generation}"));
+    let service = Service::start_with(
+        Some((&cluster.urls(), &prefix)),
+        &[("SESSIONS_REDIS_MODE", "cluster")],
+    );
+    drive(generation, &service);
+}
+
 #[test]
 fn seneca_3_38_transport_8_embedded_store() {
     with_embedded("v8");
@@ -182,6 +201,16 @@ fn seneca_3_38_transport_8_redis_store() {
 #[test]
 fn seneca_3_6_transport_2_redis_store() {
     with_redis("v2");
+}
+
+#[test]
+fn seneca_3_38_transport_8_redis_cluster() {
+    with_cluster("v8");
+}
+
+#[test]
+fn seneca_3_6_transport_2_redis_cluster() {
+    with_cluster("v2");
 }
 
 #[test]

@@ -147,12 +147,14 @@ impl PipeConn {
                 used: false,
             })
             .collect();
-        tokio::spawn(Driver {
-            rx,
-            sockets,
-            yielded: false,
-        }
-        .run());
+        tokio::spawn(
+            Driver {
+                rx,
+                sockets,
+                yielded: false,
+            }
+            .run(),
+        );
         conns
     }
 
