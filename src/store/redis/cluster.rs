@@ -3,7 +3,8 @@
 //! MOVED and ASK, and refreshing the map when the topology changes.
 //!
 //! - **The map** comes from `CLUSTER SLOTS`, asked of the known nodes, then of the
-//!   seeds (any reachable node is enough). It is asked in the background when the
+//!   seeds (any reachable node is enough; when several answer, the view of most of
+//!   three wins, so a restarted node still claiming its old slots is outvoted). It is asked in the background when the
 //!   store is built, and again, at most every [`REFRESH_PAUSE`], whenever a request
 //!   meets a sign that it is out of date: a MOVED, a CLUSTERDOWN or TRYAGAIN, a node
 //!   that refuses connections, drops them or does not answer. Requests made before
@@ -53,6 +54,8 @@ const SLOTS: u16 = 16384;
 const MAX_REDIRECTS: usize = 5;
 /// Least time between two refreshes of the map asked for by failing requests.
 const REFRESH_PAUSE: Duration = Duration::from_millis(100);
+/// Nodes whose `CLUSTER SLOTS` a refresh compares (when that many answer).
+const VIEWS: usize = 3;
 /// Longest wait for one node's `CLUSTER SLOTS`, so a dead node is passed over quickly.
 const ASK_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -305,28 +308,56 @@ impl Inner {
         found
     }
 
-    /// Asks `candidates` in turn for the map and installs the first one given.
+    /// Asks `candidates` in turn for the map, until [`VIEWS`] have answered, and
+    /// installs the map most of them gave: a node that was just restarted (a failed
+    /// primary coming back) may still claim its old slots for a moment.
     async fn ask(&self, candidates: Vec<Target>) -> RedisResult<()> {
         let mut last = None;
+        let mut views: Vec<(Vec<Range>, usize)> = Vec::new();
+        let mut asked: Vec<String> = Vec::new();
         for t in candidates {
-            let wait = ASK_TIMEOUT.min(self.timeout);
-            let host = match &t.addr {
-                Addr::Tcp { host, .. } | Addr::Tls { host, .. } => host.clone(),
+            let (host, port) = match &t.addr {
+                Addr::Tcp { host, port } | Addr::Tls { host, port, .. } => (host.clone(), *port),
                 Addr::Unix(_) => continue,
             };
-            let asked = tokio::time::timeout(wait, ask_slots(t)).await;
-            match asked.unwrap_or_else(|_| Err(timed_out())) {
-                Ok(reply) => match parse_slots(reply, &host) {
-                    Ok(ranges) => {
-                        self.install(ranges);
-                        return Ok(());
+            let name = format!("{host}:{port}");
+            if asked.contains(&name) {
+                continue;
+            }
+            asked.push(name);
+            let wait = ASK_TIMEOUT.min(self.timeout);
+            let reply = tokio::time::timeout(wait, ask_slots(t)).await;
+            match reply
+                .unwrap_or_else(|_| Err(timed_out()))
+                .and_then(|r| parse_slots(r, &host))
+            {
+                Ok(mut ranges) => {
+                    ranges.sort_unstable();
+                    match views.iter_mut().find(|(v, _)| *v == ranges) {
+                        Some((_, n)) => *n += 1,
+                        None => views.push((ranges, 1)),
                     }
-                    Err(e) => last = Some(e),
-                },
+                    if views.iter().map(|(_, n)| n).sum::<usize>() == VIEWS {
+                        break;
+                    }
+                }
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| no_owner(None)))
+        // The most common view; the first one seen among equals.
+        let mut best: Option<(Vec<Range>, usize)> = None;
+        for (v, n) in views {
+            if best.as_ref().is_none_or(|(_, b)| n > *b) {
+                best = Some((v, n));
+            }
+        }
+        match best {
+            Some((ranges, _)) => {
+                self.install(ranges);
+                Ok(())
+            }
+            None => Err(last.unwrap_or_else(|| no_owner(None))),
+        }
     }
 
     /// Makes `ranges` the map, keeping the connections when the primaries are the
@@ -463,7 +494,7 @@ async fn ask_slots(t: Target) -> RedisResult<Value> {
 }
 
 /// A range of slots and the primary serving it.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Range {
     start: u16,
     end: u16,

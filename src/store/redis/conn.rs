@@ -23,7 +23,9 @@
 //! within its deadline; a script never is, unless Redis certainly did not run it (the
 //! node refused the connection, answered READONLY because it is a replica now, or on
 //! a cluster answered CLUSTERDOWN or TRYAGAIN, or redirected it: `cluster.rs` follows
-//! MOVED and ASK itself). The scripts are written so that running one twice would do
+//! MOVED and ASK itself); on a cluster those are sent again, with a growing pause,
+//! until the deadline, so a request made while the map catches up with a failover
+//! may still be served. The scripts are written so that running one twice would do
 //! no harm anyway (see `lua/open.lua`).
 
 use std::sync::Arc;
@@ -42,7 +44,8 @@ use super::sentinel::{Primary, Sentinel};
 use super::standalone::Standalone;
 use crate::store::{StoreError, StoreResult};
 
-/// How many times a request is sent again (see the module doc for when).
+/// How many times a request is sent again (see the module doc for when; on a cluster,
+/// what certainly did not run is sent again until its deadline).
 const MAX_RESENDS: usize = 3;
 /// Pause before sending again to a topology that is failing over: grows from this...
 const RESEND_PAUSE: Duration = Duration::from_millis(25);
@@ -347,7 +350,14 @@ impl Redis {
             let cluster_not_run = not_run
                 || e.kind() == ErrorKind::ClusterConnectionNotFound
                 || matches!(e.code(), Some("CLUSTERDOWN" | "TRYAGAIN" | "MOVED" | "ASK"));
-            let resend = resends < MAX_RESENDS
+            // On a cluster, what certainly did not run is sent again until the deadline,
+            // as the map catches up with a failover (seconds): the request may still
+            // be served in time.
+            let budget = match handle {
+                Handle::Cluster if cluster_not_run => usize::MAX,
+                _ => MAX_RESENDS,
+            };
+            let resend = resends < budget
                 && Instant::now() < deadline
                 && match (&handle, &replaced) {
                     // The connection reconnects by itself; a read can be sent again.
@@ -431,9 +441,9 @@ impl Redis {
     }
 }
 
-/// The pause before resend number `resends` (from 0): 25 ms, doubling.
+/// The pause before resend number `resends` (from 0): 25 ms, doubling up to 200 ms.
 async fn pause(resends: usize, deadline: Instant) {
-    let wait = RESEND_PAUSE * (1u32 << resends.min(8));
+    let wait = RESEND_PAUSE * (1u32 << resends.min(3));
     tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
 }
 
