@@ -1,7 +1,8 @@
 //! Protocol compatibility with real, unmodified npm Seneca clients.
 //!
-//! Each test starts the built `sessions` binary (embedded store, or a throwaway
-//! redis-server), then runs `tests/compat/drive.js` with one client generation:
+//! Each test starts the built `sessions` binary (embedded store, a throwaway
+//! redis-server, or a throwaway Redis Cluster of three primaries with a replica
+//! each), then runs `tests/compat/drive.js` with one client generation:
 //! `v8` (seneca 3.38.0 + seneca-transport 8.3.0, the latest) and `v2` (seneca 3.6.0 +
 //! seneca-transport 2.4.0, 2017). The script carries the assertions for every command
 //! and prints `N passed, N failed`; this test asserts it ran and nothing failed.
@@ -19,6 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::node::{client_dir, compat_dir};
+use common::redis_cluster;
 use common::redis_server::RedisServer;
 
 /// What this suite runs besides the service (see `common::needs`).
@@ -36,6 +38,11 @@ impl Service {
     /// Starts the service on free loopback ports; `redis` = (url, key prefix), or
     /// `None` for the embedded store.
     fn start(redis: Option<(&str, &str)>) -> Self {
+        Self::start_with(redis, &[])
+    }
+
+    /// [`Service::start`] with more environment variables (the Redis topology).
+    fn start_with(redis: Option<(&str, &str)>, env: &[(&str, &str)]) -> Self {
         common::needs::check();
         let port = common::free_port();
         let admin = common::free_port();
@@ -49,6 +56,8 @@ impl Service {
             .env("SESSIONS_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .env_remove("REDIS_URL")
             .env_remove("SESSIONS_KEY_PREFIX")
+            .env_remove("SESSIONS_REDIS_MODE")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log file"))
             .stderr(log_file);
@@ -167,6 +176,16 @@ fn with_redis(generation: &str) {
     drive(generation, &service);
 }
 
+fn with_cluster(generation: &str) {
+    let cluster = redis_cluster::shared();
+    let prefix = common::unique_prefix(&format!("compat-cluster-{generation}"));
+    let service = Service::start_with(
+        Some((&cluster.urls(), &prefix)),
+        &[("SESSIONS_REDIS_MODE", "cluster")],
+    );
+    drive(generation, &service);
+}
+
 #[test]
 fn seneca_3_38_transport_8_embedded_store() {
     with_embedded("v8");
@@ -185,6 +204,16 @@ fn seneca_3_38_transport_8_redis_store() {
 #[test]
 fn seneca_3_6_transport_2_redis_store() {
     with_redis("v2");
+}
+
+#[test]
+fn seneca_3_38_transport_8_redis_cluster() {
+    with_cluster("v8");
+}
+
+#[test]
+fn seneca_3_6_transport_2_redis_cluster() {
+    with_cluster("v2");
 }
 
 #[test]

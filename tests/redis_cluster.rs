@@ -20,7 +20,7 @@ use common::store_load::{
 };
 use sessions::model::Millis;
 use sessions::store::redis::{RedisOptions, RedisStore, Topology};
-use sessions::store::{ListQuery, Store};
+use sessions::store::{ListQuery, Store, StoreError};
 
 /// What this suite runs besides the service (see `common::needs`).
 const NEEDS: &[common::needs::Need] = &[
@@ -346,4 +346,141 @@ async fn a_primary_killed_under_load_fails_over_without_losing_acknowledged_writ
         );
         assert!(!run.stdout.contains(" 0 sessions"), "{}", run.stdout);
     }
+}
+
+/// The primary holding `key` (the others answer MOVED).
+fn holder(cluster: &RedisCluster, key: &str) -> u16 {
+    cluster
+        .primaries()
+        .into_iter()
+        .find(|p| {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query::<bool>(&mut RedisCluster::conn(*p))
+                .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no primary holds {key}"))
+}
+
+fn node_id(port: u16) -> String {
+    RedisCluster::topology(port)
+        .into_iter()
+        .find(|n| n.port == port)
+        .map(|n| n.id)
+        .unwrap()
+}
+
+fn cluster_cmd(port: u16, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut RedisCluster::conn(port))
+        .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"))
+}
+
+fn migrate(from: u16, to: u16, keys: &[String]) {
+    let mut m = redis::cmd("MIGRATE");
+    m.arg("127.0.0.1")
+        .arg(to)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS");
+    for k in keys {
+        m.arg(k);
+    }
+    let _: () = m.query(&mut RedisCluster::conn(from)).unwrap();
+}
+
+/// A bucket's slot is moved to another primary, key by key, while the store uses it.
+/// During the migration a session already moved is read through ASK (the source
+/// answers ASK, the store asks the target with ASKING) and one not moved yet is
+/// read on the source; once the slot has moved, the old primary answers
+/// MOVED and the store follows it and refreshes its map: every command of that
+/// bucket works again, and no request ever spanned slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_under_the_store_is_followed_through_ask_and_moved() {
+    let cluster = RedisCluster::start();
+    let prefix = common::unique_prefix("moving");
+    let s = store(&cluster, &prefix, 0);
+    let user = &user_per_bucket("moving")[0];
+    let t0 = now();
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        let mut r = open_req(user, t0 + k);
+        r.client = Some(format!("c{k}"));
+        ids.push(s.open(r).await.unwrap().session.id);
+    }
+    let hash = |id: &str| format!("{prefix}:{{00}}:s:{id}");
+    let src = holder(&cluster, &hash(&ids[0]));
+    let dst = *cluster.primaries().iter().find(|p| **p != src).unwrap();
+    let slot = match cluster_cmd(src, &["CLUSTER", "KEYSLOT", &hash(&ids[0])]) {
+        redis::Value::Int(s) => s.to_string(),
+        other => panic!("KEYSLOT: {other:?}"),
+    };
+    let (src_id, dst_id) = (node_id(src), node_id(dst));
+    cluster_cmd(dst, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]);
+    cluster_cmd(src, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst_id]);
+    migrate(src, dst, &[hash(&ids[0])]);
+
+    // Mid-migration: the moved hash is on the target only, the other on the source.
+    let moved = s.get(&ids[0]).await.unwrap().expect("read through ASK");
+    assert_eq!(moved.user_id, *user);
+    let stayed = s.get(&ids[1]).await.unwrap().expect("read on the source");
+    assert_eq!(stayed.user_id, *user);
+    // A script may span keys on both sides (an index set not created yet counts as
+    // moved): Redis answers TRYAGAIN, which is Unavailable, never an internal error.
+    match s
+        .store_data(&ids[1], Some(json("[\"mid\"]")), t0 + 10)
+        .await
+    {
+        Ok(written) => assert_eq!(written.unwrap().data.unwrap().get(), "[\"mid\"]"),
+        Err(StoreError::Unavailable(_)) => {}
+        Err(other) => panic!("mid-migration write: {other:?}"),
+    }
+
+    // The rest of the slot moves; every primary learns its new owner.
+    let rest: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(&slot)
+        .arg(1000)
+        .query(&mut RedisCluster::conn(src))
+        .unwrap();
+    assert!(!rest.is_empty());
+    migrate(src, dst, &rest);
+    for port in cluster.primaries() {
+        cluster_cmd(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]);
+    }
+    cluster.wait_healthy(Duration::from_secs(30));
+    assert_eq!(holder(&cluster, &hash(&ids[1])), dst);
+
+    // After: reads, every kind of write and the listings of that bucket work, first
+    // through MOVED, then through the refreshed map.
+    for id in &ids {
+        assert!(s.get(id).await.unwrap().is_some(), "{id}");
+    }
+    let data = s
+        .store_data(&ids[2], Some(json("[\"after\"]")), t0 + 20)
+        .await
+        .unwrap()
+        .expect("written on the new primary");
+    assert_eq!(data.data.unwrap().get(), "[\"after\"]");
+    s.close(&ids[0], t0 + 30).await.unwrap().expect("closed");
+    let mut again = open_req(user, t0 + 40);
+    again.client = Some("c9".into());
+    let fresh = s.open(again).await.unwrap().session;
+    assert_eq!(holder(&cluster, &hash(&fresh.id)), dst);
+    let page = s
+        .list(&ListQuery {
+            user_id: Some(user.clone()),
+            take: 10,
+            total: true,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, Some(4));
+    assert_eq!(s.counts().await.unwrap().total, 4);
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }

@@ -1,7 +1,8 @@
 //! Authentication and TLS against real redis-server processes: a password
 //! (`requirepass`), an ACL user restricted to the store's keys, TLS (`rediss://`)
-//! with a CA made for the test, mutual TLS with a client certificate, and the binary
-//! configured with all of it, whose log never shows a password.
+//! with a CA made for the test, mutual TLS with a client certificate, a Redis Cluster
+//! over TLS, and the binary configured with all of it, whose log never shows a
+//! password.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
 use serde_json::value::RawValue;
-use sessions::store::redis::{Credentials, RedisOptions, RedisStore, Secret, TlsPem};
+use sessions::store::redis::{Credentials, RedisOptions, RedisStore, Secret, TlsPem, Topology};
 use sessions::store::{ListQuery, OpenRequest, Store, StoreError};
 
 /// What this suite runs besides the service (see `common::needs`).
@@ -398,4 +399,107 @@ async fn the_binary_over_mutual_tls_with_a_password_never_logs_secrets() {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     assert!(!log.contains(&key_body[..40]), "client key in the log");
+}
+
+/// Three TLS-only cluster primaries (no replicas), their bus over TLS too; the store
+/// learns the nodes from one seed, connects to each over TLS with the private CA,
+/// and serves every bucket (so every primary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls() {
+    let pki = Pki::new();
+    let client_crt = pki.path("client.crt").to_string_lossy().into_owned();
+    let client_key = pki.path("client.key").to_string_lossy().into_owned();
+    let nodes: Vec<TlsRedis> = (0..3)
+        .map(|_| {
+            let bus = common::free_port().to_string();
+            TlsRedis::start(
+                &pki,
+                false,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    &bus,
+                    "--tls-cluster",
+                    "yes",
+                    // The bus connects node to node: each presents a client
+                    // certificate (the server one is for server use only).
+                    "--tls-client-cert-file",
+                    client_crt.as_str(),
+                    "--tls-client-key-file",
+                    client_key.as_str(),
+                ],
+            )
+        })
+        .collect();
+    let cli = |port: u16, args: &[&str]| {
+        Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(pki.path("ca.crt"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli")
+    };
+    let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+    create.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+    create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+    let args: Vec<&str> = create.iter().map(String::as_str).collect();
+    let out = cli(nodes[0].port, &args);
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes.iter().all(|n| {
+        String::from_utf8_lossy(&cli(n.port, &["CLUSTER", "INFO"]).stdout)
+            .contains("cluster_state:ok")
+    }) {
+        assert!(Instant::now() < deadline, "the TLS cluster did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let prefix = common::unique_prefix("tls-cluster");
+    let s = store_with(RedisOptions {
+        url: nodes[0].url("127.0.0.1"),
+        prefix: prefix.clone(),
+        topology: Topology::Cluster,
+        tls: tls(&pki, false),
+        ..RedisOptions::default()
+    });
+    exercise(&s).await.unwrap();
+    let users = common::store_load::user_per_bucket("tls-cluster");
+    for (i, u) in users.iter().enumerate() {
+        s.open(OpenRequest {
+            user_id: u.clone(),
+            user_name: None,
+            address: None,
+            client: None,
+            user: None,
+            data: None,
+            reuse: true,
+            now: 1_795_771_380_000 + i as i64,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.counts().await.unwrap().total, 1 + users.len() as u64);
+    for n in &nodes {
+        let keys = String::from_utf8_lossy(&cli(n.port, &["DBSIZE"]).stdout).into_owned();
+        let keys: u64 = keys.trim().parse().unwrap_or(0);
+        assert!(keys > 0, "primary {} holds no key", n.port);
+    }
+    // Without the CA the nodes are not trusted: unavailable, not an internal error.
+    let untrusted = store_with(RedisOptions {
+        url: nodes[0].url("127.0.0.1"),
+        prefix,
+        topology: Topology::Cluster,
+        ..RedisOptions::default()
+    });
+    unavailable(exercise(&untrusted).await);
 }

@@ -1053,3 +1053,44 @@ async fn replies_stay_in_order_after_requests_gave_up() {
         assert_eq!(s.get(&a).await.unwrap().unwrap().id, a);
     }
 }
+
+/// A Unix socket (`unix://`), with a password and a database number in the URL: the
+/// store's own connection reaches Redis over it, logs in and selects the database.
+#[tokio::test]
+async fn a_unix_socket_with_a_password_and_a_database() {
+    let sock =
+        std::env::temp_dir().join(format!("sessions-{}.sock", uuid::Uuid::new_v4().simple()));
+    let path = sock.to_str().unwrap().to_owned();
+    let server = RedisServer::start_with(&["--unixsocket", &path, "--unixsocketperm", "700"]);
+    assert_eq!(server.command("CONFIG SET requirepass unix-pw"), "+OK");
+    let url = format!("unix://{path}?db=3&pass=unix-pw");
+    let s = RedisStore::new(RedisOptions {
+        url: url.clone(),
+        prefix: "unix".into(),
+        timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let opened = s.open(open_req("u-unix", T0)).await.unwrap().session;
+    let got = s.get(&opened.id).await.unwrap().expect("the session");
+    assert_eq!(got.user_id, "u-unix");
+    // The keys went to database 3, and only there.
+    let mut db3 = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!(
+        "unix:{{{:02x}}}:s:{}",
+        bucket_of_session(&opened.id).unwrap(),
+        opened.id
+    );
+    assert!(db3.exists::<_, bool>(&key).await.unwrap(), "{key}");
+    let mut db0 = redis::Client::open(format!("unix://{path}?pass=unix-pw"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert!(!db0.exists::<_, bool>(&key).await.unwrap());
+    let _ = std::fs::remove_file(&sock);
+}

@@ -188,9 +188,10 @@ settings! {
     REDIS_CONNECTIONS = "SESSIONS_REDIS_CONNECTIONS" {
         kind: Number { min: 1, max: 256 },
         default: Computed("`1` (`4` with `SESSIONS_REDIS_WAIT_REPLICAS`)"),
-        meaning: "pipelined Redis connections per replica (standalone and sentinel): \
-            requests arriving together go to Redis in one write; a `WAIT` holds its \
-            connection, hence more with WAIT (docs/benchmarks.md)",
+        meaning: "pipelined Redis connections per replica to the server (or the Sentinel \
+            primary, or each cluster primary): requests arriving together go to Redis in \
+            one write; a `WAIT` holds its connection, hence more with WAIT \
+            (docs/benchmarks.md)",
     }
     REQUEST_TIMEOUT = "SESSIONS_REQUEST_TIMEOUT" {
         kind: Duration { zero: false },

@@ -4,10 +4,13 @@
 //! learns that its primary changed, and where Redis errors become [`StoreError`]s; and
 //! the place for command metrics (latency, errors) when they are added.
 //!
-//! Topologies (chosen by [`Topology`]):
+//! Every topology (chosen by [`Topology`]) sends over the store's own batching
+//! connection (`pipe.rs`: plain TCP, TLS or a Unix socket), so requests that arrive
+//! together go to each node in one write whatever the topology:
 //! - standalone (`standalone.rs`): connections to one address that reconnect by
-//!   themselves (the store's own pipelined connection over plain TCP, `pipe.rs`);
-//! - cluster (`cluster.rs`): the redis crate's cluster client, batches split per slot;
+//!   themselves;
+//! - cluster (`cluster.rs`): connections per primary, commands routed by the slot of
+//!   their key, MOVED and ASK followed, batches split per primary;
 //! - sentinel (`sentinel.rs`): connections to the primary Sentinel names,
 //!   rediscovered when it fails over.
 //!
@@ -18,28 +21,31 @@
 //!
 //! When to send again: a read whose connection broke under it is sent once more
 //! within its deadline; a script never is, unless Redis certainly did not run it (the
-//! node refused the connection, or answered READONLY because it is a replica now).
-//! The cluster client follows MOVED and ASK and retries connection errors by itself
-//! (scripts included); the scripts are written so that running one twice does no
-//! harm (see `lua/open.lua`).
+//! node refused the connection, answered READONLY because it is a replica now, or on
+//! a cluster answered CLUSTERDOWN or TRYAGAIN, or redirected it: `cluster.rs` follows
+//! MOVED and ASK itself); on a cluster those are sent again, with a growing pause,
+//! until the deadline, so a request made while the map catches up with a failover
+//! may still be served. The scripts are written so that running one twice would do
+//! no harm anyway (see `lua/open.lua`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
-use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, ServerErrorKind, Value};
 use tokio::time::Instant;
 
-use super::cluster::{self, Cluster};
-use super::node::NodeConn;
+use super::cluster::Cluster;
+use super::node;
 use super::options::{self, RedisOptions, Topology};
+use super::pipe::PipeConn;
 use super::scripts::Lua;
 use super::sentinel::{Primary, Sentinel};
 use super::standalone::Standalone;
 use crate::store::{StoreError, StoreResult};
 
-/// How many times a request is sent again (see the module doc for when).
+/// How many times a request is sent again (see the module doc for when; on a cluster,
+/// what certainly did not run is sent again until its deadline).
 const MAX_RESENDS: usize = 3;
 /// Pause before sending again to a topology that is failing over: grows from this...
 const RESEND_PAUSE: Duration = Duration::from_millis(25);
@@ -53,65 +59,43 @@ pub(crate) enum Retry {
     Never,
 }
 
-/// Commands for one round trip, each tagged with the bucket whose keys it touches.
-/// On a single node they go out as one pipeline; on a cluster, as one pipeline per
-/// bucket (so per slot), concurrently.
+/// Commands for one round trip, each on keys of one bucket. On a single node they go
+/// out as one pipeline; on a cluster, as one pipeline per primary, concurrently.
 pub(crate) struct Batch {
     pipe: Pipeline,
-    buckets: Vec<u16>,
 }
 
 impl Batch {
     pub fn with_capacity(n: usize) -> Self {
         Batch {
             pipe: Pipeline::with_capacity(n),
-            buckets: Vec::with_capacity(n),
         }
     }
 
     /// Adds command `name` on keys of `bucket`; chain `.arg(..)` for its arguments.
-    pub fn cmd(&mut self, bucket: u16, name: &str) -> &mut Pipeline {
-        self.buckets.push(bucket);
+    /// (A cluster routes each command by its first key, which carries the bucket's
+    /// hash tag.)
+    pub fn cmd(&mut self, _bucket: u16, name: &str) -> &mut Pipeline {
         self.pipe.cmd(name)
     }
 
     pub fn len(&self) -> usize {
-        self.buckets.len()
+        self.pipe.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.pipe.is_empty()
     }
 
     pub(crate) fn pipeline(&self) -> &Pipeline {
         &self.pipe
-    }
-
-    /// The commands grouped by bucket, in order of first appearance: one pipeline per
-    /// bucket and the positions of its commands in the batch.
-    pub(crate) fn groups(&self) -> Vec<(Pipeline, Vec<usize>)> {
-        let mut index: Vec<Option<usize>> = Vec::new();
-        let mut groups: Vec<(Pipeline, Vec<usize>)> = Vec::new();
-        for (at, (cmd, bucket)) in self.pipe.cmd_iter().zip(&self.buckets).enumerate() {
-            let b = usize::from(*bucket);
-            if index.len() <= b {
-                index.resize(b + 1, None);
-            }
-            let g = *index[b].get_or_insert_with(|| {
-                groups.push((Pipeline::new(), Vec::new()));
-                groups.len() - 1
-            });
-            groups[g].0.add_command(cmd.clone());
-            groups[g].1.push(at);
-        }
-        groups
     }
 }
 
 #[derive(Clone, Copy)]
 enum Request<'a> {
     One(&'a Cmd),
-    /// Split per bucket on a cluster.
+    /// Split per primary on a cluster.
     Batch(&'a Batch),
     /// One pipeline on one connection, never split (a script and its WAIT).
     Together(&'a Pipeline),
@@ -124,15 +108,15 @@ enum Reply {
 
 enum Link {
     Standalone(Box<Standalone>),
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
     Sentinel(Box<Sentinel>),
 }
 
-/// A connection picked for one request.
+/// A connection picked for one request (on a cluster, the cluster routes it).
 enum Handle {
-    Standalone(usize, NodeConn),
-    Cluster(ClusterConnection),
-    Sentinel(Arc<Primary>, NodeConn),
+    Standalone(usize, PipeConn),
+    Cluster,
+    Sentinel(Arc<Primary>, PipeConn),
 }
 
 /// The connections to Redis, whatever the topology.
@@ -154,25 +138,25 @@ impl Redis {
         opts.tls.check().map_err(StoreError::Internal)?;
         let link = match &opts.topology {
             Topology::Standalone => {
-                let mut infos = options::connection_infos(&opts.url, &opts.auth)
+                let infos = options::connection_infos(&opts.url, &opts.auth)
                     .map_err(StoreError::Internal)?;
                 if infos.len() > 1 {
                     return Err(StoreError::Internal(
                         "several Redis URLs need the cluster or sentinel topology".into(),
                     ));
                 }
-                let client = options::client(infos.remove(0), &opts.tls)
+                let tls = node::tls_for(&infos, &opts.tls).map_err(StoreError::Internal)?;
+                let target = node::target(&infos[0], tls.as_ref(), opts.timeout, true)
                     .map_err(|e| StoreError::Internal(format!("Redis client setup: {e}")))?;
-                Link::Standalone(Box::new(Standalone::new(
-                    client,
-                    opts.connections,
-                    opts.timeout,
-                )?))
+                Link::Standalone(Box::new(Standalone::new(target, opts.connections)))
             }
             Topology::Cluster => {
                 let seeds = options::connection_infos(&opts.url, &opts.auth)
                     .map_err(StoreError::Internal)?;
-                Link::Cluster(Cluster::new(seeds, &opts.tls, opts.timeout)?)
+                Link::Cluster(Box::new(
+                    Cluster::new(&seeds, &opts.tls, opts.connections, opts.timeout)
+                        .map_err(|e| StoreError::Internal(format!("Redis Cluster setup: {e}")))?,
+                ))
             }
             Topology::Sentinel { master } => {
                 let sentinels = options::connection_infos(&opts.url, &opts.sentinel_auth)
@@ -352,17 +336,28 @@ impl Redis {
                     Err(_) => return Err(timed_out()),
                 },
             };
-            let result = match tokio::time::timeout_at(deadline, send_on(&handle, req)).await {
-                Ok(r) => r.and_then(server_errors),
-                Err(_) => Err(timed_out()),
-            };
+            let result =
+                match tokio::time::timeout_at(deadline, send_on(&self.link, &handle, req)).await {
+                    Ok(r) => r.and_then(server_errors),
+                    Err(_) => Err(timed_out()),
+                };
             let e = match result {
                 Ok(reply) => return Ok(reply),
                 Err(e) => e,
             };
             let replaced = self.failed(&handle, &e);
             let not_run = is_read_only(&e) || e.is_connection_refusal();
-            let resend = resends < MAX_RESENDS
+            let cluster_not_run = not_run
+                || e.kind() == ErrorKind::ClusterConnectionNotFound
+                || matches!(e.code(), Some("CLUSTERDOWN" | "TRYAGAIN" | "MOVED" | "ASK"));
+            // On a cluster, what certainly did not run is sent again until the deadline,
+            // as the map catches up with a failover (seconds): the request may still
+            // be served in time.
+            let budget = match handle {
+                Handle::Cluster if cluster_not_run => usize::MAX,
+                _ => MAX_RESENDS,
+            };
+            let resend = resends < budget
                 && Instant::now() < deadline
                 && match (&handle, &replaced) {
                     // The connection reconnects by itself; a read can be sent again.
@@ -371,8 +366,10 @@ impl Redis {
                     }
                     // A READONLY node was swapped for a fresh connection.
                     (Handle::Standalone(..), Some(_)) => resends == 0,
-                    // The cluster client has made its own retries already.
-                    (Handle::Cluster(_), _) => false,
+                    // Redirects were followed already; the map is being refreshed.
+                    (Handle::Cluster, _) => {
+                        cluster_not_run || (retry == Retry::Idempotent && e.is_connection_dropped())
+                    }
                     (Handle::Sentinel(..), _) => {
                         not_run || (retry == Retry::Idempotent && e.is_connection_dropped())
                     }
@@ -399,7 +396,7 @@ impl Redis {
                 let (i, c) = s.pick();
                 Handle::Standalone(i, c)
             }
-            Link::Cluster(c) => Handle::Cluster(c.conn()),
+            Link::Cluster(_) => Handle::Cluster,
             Link::Sentinel(s) => {
                 // Boxed: discovery is rare and its future is large; kept inline it
                 // would grow every request's future (see `Redis::send`).
@@ -412,7 +409,8 @@ impl Redis {
 
     /// Tells the topology a request failed on `handle`: a standalone connection that
     /// hit a replica is replaced (returned to send on); a sentinel primary that is no
-    /// longer one, or no longer answers, is forgotten.
+    /// longer one, or no longer answers, is forgotten; a cluster whose node failed or
+    /// whose slot moved refreshes its map.
     fn failed(&self, handle: &Handle, e: &RedisError) -> Option<Handle> {
         match (&self.link, handle) {
             (Link::Standalone(s), Handle::Standalone(i, _)) if is_read_only(e) => {
@@ -428,25 +426,44 @@ impl Redis {
                 s.forget(p, e);
                 None
             }
+            (Link::Cluster(c), Handle::Cluster)
+                if e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.kind() == ErrorKind::ClusterConnectionNotFound
+                    || matches!(e.code(), Some("CLUSTERDOWN" | "TRYAGAIN" | "MOVED" | "ASK")) =>
+            {
+                c.stale();
+                None
+            }
             _ => None,
         }
     }
 }
 
-/// The pause before resend number `resends` (from 0): 25 ms, doubling.
+/// The pause before resend number `resends` (from 0): 25 ms, doubling up to 200 ms.
 async fn pause(resends: usize, deadline: Instant) {
-    let wait = RESEND_PAUSE * (1u32 << resends.min(8));
+    let wait = RESEND_PAUSE * (1u32 << resends.min(3));
     tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
 }
 
-async fn send_on(handle: &Handle, req: Request<'_>) -> Result<Reply, RedisError> {
-    match (handle, req) {
-        (Handle::Standalone(_, c), r) => send_plain(&mut c.clone(), r).await,
-        (Handle::Sentinel(_, c), r) => send_plain(&mut c.clone(), r).await,
-        (Handle::Cluster(c), Request::Batch(b)) => {
-            Box::pin(cluster::send_batch(c, b)).await.map(Reply::Many)
+async fn send_on(link: &Link, handle: &Handle, req: Request<'_>) -> Result<Reply, RedisError> {
+    match (handle, link, req) {
+        (Handle::Standalone(_, c), ..) | (Handle::Sentinel(_, c), ..) => {
+            send_plain(&mut c.clone(), req).await
         }
-        (Handle::Cluster(c), r) => send_plain(&mut c.clone(), r).await,
+        (Handle::Cluster, Link::Cluster(c), Request::One(cmd)) => c.one(cmd).await.map(Reply::One),
+        // Boxed: a batch's future is large, and a single command never awaits it.
+        (Handle::Cluster, Link::Cluster(c), Request::Batch(b)) => {
+            Box::pin(c.batch(b)).await.map(Reply::Many)
+        }
+        (Handle::Cluster, Link::Cluster(c), Request::Together(p)) => {
+            c.together(p).await.map(Reply::Many)
+        }
+        (Handle::Cluster, ..) => Err(RedisError::from((
+            ErrorKind::Client,
+            "a cluster handle without a cluster",
+        ))),
     }
 }
 
@@ -604,19 +621,5 @@ mod tests {
                 "{reply}"
             );
         }
-    }
-
-    #[test]
-    fn batches_group_by_bucket_in_order() {
-        let mut b = Batch::with_capacity(3);
-        b.cmd(5, "ZCARD").arg("k5");
-        b.cmd(0, "ZCARD").arg("k0");
-        b.cmd(5, "HGETALL").arg("h5");
-        assert_eq!(b.len(), 3);
-        let g = b.groups();
-        assert_eq!(g.len(), 2);
-        assert_eq!(g[0].1, [0, 2]);
-        assert_eq!(g[1].1, [1]);
-        assert_eq!(b.pipeline().len(), 3);
     }
 }

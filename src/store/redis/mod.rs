@@ -36,10 +36,10 @@
 //! shebang makes Redis 7 enforce it. Every script checks the session exists before
 //! changing it, so a write racing a delete or a sweep never recreates a hash. A
 //! mutation is one EVALSHA; a NOSCRIPT reply (Redis restarted, failed over, flushed)
-//! sends the script's text with EVAL instead, to the same node. A script may run
-//! twice when a connection breaks after sending it and the cluster client resends
-//! it: open recognises its own earlier run, store_data, update_user, close and the
-//! sweeps are idempotent, and a repeated delete answers null.
+//! sends the script's text with EVAL instead, to the same node. A script is never
+//! sent again after its connection broke (it may have run); should one run twice
+//! anyway, open recognises its own earlier run, store_data, update_user, close and
+//! the sweeps are idempotent, and a repeated delete answers null.
 //!
 //! # Reads
 //!
@@ -47,20 +47,24 @@
 //! described in `list.rs`: ids by rank from the indexes, rows by one pipelined
 //! HGETALL, index entries whose hash is gone removed on the way (lazy repair). counts
 //! is one pipelined ZCARD of every bucket's active and closed sets. ("One pipeline"
-//! is one per node on a single server, one per bucket on a cluster.)
+//! is one per node: on a cluster, one per primary, sent at once.)
 //!
 //! # Connections
 //!
-//! See `conn.rs`, the one place every request to Redis goes through: lazily made,
-//! self-healing connections for the configured [`Topology`] — one server
-//! (`standalone.rs`), Redis Cluster (`cluster.rs`: commands and scripts routed by the
-//! slot of their keys, batches over many buckets split into one pipeline per bucket,
+//! See `conn.rs`, the one place every request to Redis goes through, and `pipe.rs`,
+//! the one connection every topology sends over: the store's own batching connection
+//! (plain TCP, TLS or a Unix socket), lazily made and self-healing, which writes the
+//! requests that arrive together in one write. The topologies ([`Topology`]) only
+//! decide where requests go: one server (`standalone.rs`), Redis Cluster
+//! (`cluster.rs`: its own slot map from `CLUSTER SLOTS`, commands and scripts routed
+//! by the slot of their first key, MOVED and ASK followed, the map refreshed when the
+//! topology changes, batches over many buckets split into one pipeline per primary,
 //! so no request ever spans slots), or a primary found through Sentinel
 //! (`sentinel.rs`, which follows failovers) — with passwords, ACL users and TLS
-//! (`options.rs`). Every operation is bounded by the configured timeout; Redis being
-//! down, failing over or redirecting is [`StoreError::Unavailable`]. With
-//! [`RedisOptions::wait_replicas`], a mutation is acknowledged only once that many
-//! replicas have it (Redis `WAIT`). Needs Redis 7.0 or newer (script shebangs,
+//! (`options.rs`, `node.rs`). Every operation is bounded by the configured timeout;
+//! Redis being down, failing over or redirecting is [`StoreError::Unavailable`].
+//! With [`RedisOptions::wait_replicas`], a mutation is acknowledged only once that
+//! many replicas have it (Redis `WAIT`). Needs Redis 7.0 or newer (script shebangs,
 //! `ZRANGE ... BYSCORE REV`).
 
 mod cluster;

@@ -1,6 +1,8 @@
 //! What the store is told about reaching Redis — the topology (one server, a cluster,
 //! or a primary found through Sentinel), the credentials and the TLS material — and
-//! how that becomes the redis crate's connection settings. No I/O.
+//! how that becomes the redis crate's connection settings (which `node.rs` turns into
+//! the store's own connection targets; the sentinels and `sessions check` are reached
+//! through the redis crate's client). No I/O.
 //!
 //! Secrets are held in [`Secret`], whose `Debug` prints `***`, so an options value can
 //! be logged or put in an error without leaking a password.
@@ -154,8 +156,8 @@ pub struct RedisOptions {
     pub prefix: String,
     /// Upper bound on every store operation, connecting included.
     pub timeout: Duration,
-    /// Pipelined connections used round-robin (at least 1). A cluster uses one
-    /// multiplexed connection per node instead.
+    /// Pipelined connections used round-robin (at least 1): to the server, to the
+    /// primary Sentinel names, or to each primary of a cluster.
     pub connections: usize,
     pub topology: Topology,
     /// Authentication to the data nodes; overrides the URL's user info.
@@ -213,9 +215,10 @@ fn invalid(e: redis::RedisError) -> String {
 }
 
 /// Connection settings of one URL with `auth` applied and RESP3 chosen. RESP3 lets a
-/// redis crate connection learn that Redis went away while it is idle and reconnect
-/// at once, instead of failing the next request sent on it. (The store's own plain
-/// TCP connection, `pipe.rs`, speaks RESP2 and notices that by reading while idle.)
+/// redis crate connection (to a sentinel) learn that Redis went away while it is idle
+/// and reconnect at once, instead of failing the next request sent on it. (The
+/// store's own connection, `pipe.rs`, speaks RESP2 and notices that by reading while
+/// idle.)
 pub(crate) fn connection_info(url: &str, auth: &Credentials) -> Result<ConnectionInfo, String> {
     let info = url.into_connection_info().map_err(invalid)?;
     let mut settings = info

@@ -5,8 +5,8 @@
 //! with `ROLE` that it really is a primary (a sentinel may not have seen the latest
 //! failover yet), and move the sentinel that answered to the front of the list.
 //!
-//! The connections to a primary (`node.rs`) are never reconnected to the same
-//! address: any sign that the primary changed or is gone — a
+//! The connections to a primary (the store's own, `pipe.rs`) are never reconnected to
+//! the same address: any sign that the primary changed or is gone — a
 //! READONLY reply (it was demoted to replica), a refused, dropped or timed-out
 //! connection (on failover Sentinel also closes every client of the old primary) —
 //! makes the store [`Sentinel::forget`] it, and the next request discovers the
@@ -19,6 +19,10 @@
 //! `+switch-master` on a sentinel, and checks `get-master-addr-by-name` every few
 //! seconds in case a message was missed; when the primary moved, it forgets the old
 //! one at once.
+//!
+//! Talking to the sentinels themselves (the question, the subscription) goes through
+//! the redis crate's client: it is rare, and needs pub/sub, which the store's own
+//! connection does not speak.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,9 +34,10 @@ use redis::{
     AsyncConnectionConfig, ConnectionInfo, ErrorKind, ProtocolVersion, RedisError, RedisResult,
     ServerErrorKind, Value,
 };
+use rustls::ClientConfig;
 use tokio::task::JoinHandle;
 
-use super::node::{self, NodeConn};
+use super::node;
 use super::options::{client, node_at, Credentials, TlsPem};
 use super::pipe::PipeConn;
 
@@ -49,12 +54,12 @@ const WATCH_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Primary {
     /// `host:port`, for logs.
     pub addr: String,
-    conns: Box<[NodeConn]>,
+    conns: Box<[PipeConn]>,
     next: AtomicUsize,
 }
 
 impl Primary {
-    pub fn pick(&self) -> NodeConn {
+    pub fn pick(&self) -> PipeConn {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[i].clone()
     }
@@ -90,12 +95,14 @@ impl Sentinel {
         if master.is_empty() {
             return Err("the Sentinel master name is empty".into());
         }
+        let primary_tls = node::tls_for(std::slice::from_ref(&template), &tls)?;
         let inner = Arc::new(Inner {
             sentinels: Mutex::new(for_asking(sentinels)),
             master,
             template,
             auth,
             tls,
+            primary_tls,
             connections: connections.max(1),
             timeout,
             current: RwLock::new(None),
@@ -124,7 +131,10 @@ struct Inner {
     /// Transport (TLS or not) and database for the primary.
     template: ConnectionInfo,
     auth: Credentials,
+    /// For the sentinels (through the redis crate's client).
     tls: TlsPem,
+    /// For the primary (through the store's own connection).
+    primary_tls: Option<Arc<ClientConfig>>,
     connections: usize,
     timeout: Duration,
     current: RwLock<Option<Arc<Primary>>>,
@@ -244,37 +254,19 @@ impl Inner {
     async fn connect(&self, host: &str, port: u16) -> RedisResult<Primary> {
         let info = node_at(&self.template, host, port, &self.auth);
         // Connections to a primary never reconnect: see the module doc.
-        let conns: Vec<NodeConn> = match node::plain_tcp(&info, self.timeout, false) {
-            Some(target) => {
-                let conns: Vec<NodeConn> = (0..self.connections)
-                    .map(|_| NodeConn::Pipe(PipeConn::new(target.clone())))
-                    .collect();
-                // Connected now, like the others below, so that an unusable primary
-                // is found at discovery rather than by the first requests.
-                try_join_all(conns.iter().skip(1).map(|c| async move {
-                    redis::cmd("PING")
-                        .query_async::<Value>(&mut c.clone())
-                        .await
-                }))
-                .await?;
-                conns
-            }
-            None => {
-                let node = client(info, &self.tls)?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    // Requests are bounded by their own deadline in `conn.rs`.
-                    .set_response_timeout(None);
-                try_join_all(
-                    (0..self.connections)
-                        .map(|_| node.get_multiplexed_async_connection_with_config(&config)),
-                )
-                .await?
-                .into_iter()
-                .map(NodeConn::Multiplexed)
-                .collect()
-            }
-        };
+        let target = node::target(&info, self.primary_tls.as_ref(), self.timeout, false)
+            .map_err(|e| RedisError::from((ErrorKind::InvalidClientConfig, "primary", e)))?;
+        let conns: Vec<PipeConn> = (0..self.connections)
+            .map(|_| PipeConn::new(target.clone()))
+            .collect();
+        // Connected now, like the first one by ROLE below, so that an unusable primary
+        // is found at discovery rather than by the first requests.
+        try_join_all(conns.iter().skip(1).map(|c| async move {
+            redis::cmd("PING")
+                .query_async::<Value>(&mut c.clone())
+                .await
+        }))
+        .await?;
         let mut first = conns[0].clone();
         let role: Value = redis::cmd("ROLE").query_async(&mut first).await?;
         if !is_primary(&role) {
