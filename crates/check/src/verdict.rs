@@ -3,7 +3,7 @@
 //! a [`Report`], so every rule is unit-tested without Redis.
 
 use super::report::{Kind, Report};
-use crate::model::{bucket_of_session, bucket_of_user};
+use sessions_shared::keys::{bucket_of_session, bucket_of_user};
 
 /// A sorted-set index and what its entries must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
