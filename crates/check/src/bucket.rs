@@ -8,6 +8,8 @@ use std::collections::HashSet;
 
 use redis::{Connection, Script, Value};
 
+use sessions_shared::keys::{BucketKeys, KeyKind as Layout, Keys};
+
 use super::report::{Kind, Report};
 use super::verdict::{cell, judge_entry, judge_reuse, judge_session, Index};
 use super::CheckError;
@@ -36,6 +38,7 @@ const REUSE_LUA: &str = include_str!("lua/reuse.lua");
 /// Checks the buckets of one prefix, one at a time, on whatever connection holds each.
 pub(super) struct Walker {
     prefix: String,
+    keys: Keys,
     scripts: Scripts,
 }
 
@@ -43,6 +46,7 @@ impl Walker {
     pub fn new(prefix: &str) -> Walker {
         Walker {
             prefix: prefix.to_owned(),
+            keys: Keys::new(prefix),
             scripts: Scripts {
                 sessions: Script::new(SESSIONS_LUA),
                 entries: Script::new(ENTRIES_LUA),
@@ -55,7 +59,12 @@ impl Walker {
     /// The findings of `bucket`, read on `con` (the node that holds its slot).
     pub fn bucket(&self, con: &mut Connection, bucket: u16) -> Result<Report, CheckError> {
         let mut report = Report::new(&self.prefix);
-        check_bucket(con, &self.scripts, &self.prefix, bucket, &mut report)?;
+        let look = Look {
+            scripts: &self.scripts,
+            names: self.keys.bucket(bucket),
+            bucket,
+        };
+        check_bucket(con, &look, &mut report)?;
         Ok(report)
     }
 }
@@ -67,12 +76,19 @@ struct Scripts {
     reuse: Script,
 }
 
-/// The keys of one bucket, by what the layout says they are.
+/// What looking at one bucket needs: the scripts, and the bucket's key names.
+struct Look<'a> {
+    scripts: &'a Scripts,
+    names: &'a BucketKeys,
+    bucket: u16,
+}
+
+/// The keys of one bucket the scan found, by what the layout says they are.
 #[derive(Default)]
-struct BucketKeys {
-    base: String,
+struct Found {
+    /// Ids of the session hashes, sorted.
     sessions: Vec<String>,
-    /// Sorted-set indexes: (key, what it holds).
+    /// Sorted-set indexes, sorted by key: (key, what it holds).
     indexes: Vec<(String, Index)>,
     reuse: Option<String>,
 }
@@ -86,30 +102,23 @@ enum KeyKind {
     Unknown,
 }
 
+/// What a key is, by the layout ([`Layout::parse`]), as the check sorts it.
 fn classify(rest: &str) -> KeyKind {
-    match rest {
-        "oa" => KeyKind::Index(Index::OpenActive),
-        "oc" => KeyKind::Index(Index::OpenClosed),
-        "exp" => KeyKind::Index(Index::Expiry),
-        "ret" => KeyKind::Index(Index::Retention),
-        "reuse" => KeyKind::Reuse,
-        _ => {
-            if let Some(id) = rest.strip_prefix("s:") {
-                KeyKind::Session(id.to_owned())
-            } else if let Some(u) = rest.strip_prefix("ua:") {
-                KeyKind::Index(Index::User {
-                    user_id: u.to_owned(),
-                    active: true,
-                })
-            } else if let Some(u) = rest.strip_prefix("uc:") {
-                KeyKind::Index(Index::User {
-                    user_id: u.to_owned(),
-                    active: false,
-                })
-            } else {
-                KeyKind::Unknown
-            }
-        }
+    let user = |user_id: &str, active| {
+        KeyKind::Index(Index::User {
+            user_id: user_id.to_owned(),
+            active,
+        })
+    };
+    match Layout::parse(rest) {
+        Some(Layout::Session(id)) => KeyKind::Session(id.to_owned()),
+        Some(Layout::OpenActive) => KeyKind::Index(Index::OpenActive),
+        Some(Layout::OpenClosed) => KeyKind::Index(Index::OpenClosed),
+        Some(Layout::Expiry) => KeyKind::Index(Index::Expiry),
+        Some(Layout::Retention) => KeyKind::Index(Index::Retention),
+        Some(Layout::User { user_id, active }) => user(user_id, active),
+        Some(Layout::Reuse) => KeyKind::Reuse,
+        None => KeyKind::Unknown,
     }
 }
 
@@ -125,47 +134,77 @@ fn glob_escape(text: &str) -> String {
     s
 }
 
-fn check_bucket(
-    con: &mut Connection,
-    scripts: &Scripts,
-    prefix: &str,
-    bucket: u16,
-    report: &mut Report,
-) -> Result<(), CheckError> {
-    let keys = scan_bucket(con, prefix, bucket, report)?;
-    let oa = format!("{}oa", keys.base);
-    let oc = format!("{}oc", keys.base);
-    let exp = format!("{}exp", keys.base);
-    let ret = format!("{}ret", keys.base);
-    for ids in keys.sessions.chunks(BATCH) {
-        let mut inv = scripts.sessions.prepare_invoke();
-        inv.key(&oa).key(&oc).key(&exp).key(&ret).arg(&keys.base);
-        for id in ids {
-            inv.arg(id);
-        }
-        let rows = rows(inv.invoke(con)?, ids.len())?;
-        for (id, row) in ids.iter().zip(rows) {
-            let key = format!("{}s:{id}", keys.base);
-            judge_session(bucket, &key, id, &row, report);
-        }
-    }
-    let (users, mut walk): (Vec<_>, Vec<_>) = keys
+/// Scans one bucket, then looks at what the scan found: the sessions, the user
+/// indexes small enough to read whole, then, walked, the bucket's own indexes and the
+/// bigger user indexes, and last the reuse hash.
+fn check_bucket(con: &mut Connection, look: &Look, report: &mut Report) -> Result<(), CheckError> {
+    let found = scan_bucket(con, &look.names.base, report)?;
+    look_at_sessions(con, look, &found.sessions, report)?;
+    let (users, others): (Vec<_>, Vec<_>) = found
         .indexes
         .iter()
         .partition(|(_, index)| matches!(index, Index::User { .. }));
+    let big = look_at_user_indexes(con, look, &users, report)?;
+    for (key, index) in others.into_iter().chain(big) {
+        walk_index(con, look, key, index, report)?;
+    }
+    if let Some(key) = &found.reuse {
+        walk_reuse(con, look, key, report)?;
+    }
+    Ok(())
+}
+
+/// Each session hash with its membership of every index (`lua/sessions.lua`).
+fn look_at_sessions(
+    con: &mut Connection,
+    look: &Look,
+    ids: &[String],
+    report: &mut Report,
+) -> Result<(), CheckError> {
+    let names = look.names;
+    for batch in ids.chunks(BATCH) {
+        let mut inv = look.scripts.sessions.prepare_invoke();
+        inv.key(&names.oa)
+            .key(&names.oc)
+            .key(&names.exp)
+            .key(&names.ret)
+            .arg(&names.base);
+        for id in batch {
+            inv.arg(id);
+        }
+        let rows = rows(inv.invoke(con)?, batch.len())?;
+        for (id, row) in batch.iter().zip(rows) {
+            let key = format!("{}s:{id}", names.base);
+            judge_session(look.bucket, &key, id, &row, report);
+        }
+    }
+    Ok(())
+}
+
+/// Reads user indexes whole, many per call (`lua/users.lua`), and judges their
+/// entries; returns those too big to read whole, for [`walk_index`].
+fn look_at_user_indexes<'i>(
+    con: &mut Connection,
+    look: &Look,
+    users: &[&'i (String, Index)],
+    report: &mut Report,
+) -> Result<Vec<&'i (String, Index)>, CheckError> {
+    let mut big = Vec::new();
     for batch in users.chunks(USER_BATCH) {
-        let mut inv = scripts.users.prepare_invoke();
-        inv.key(&oa).arg(&keys.base).arg(SMALL_INDEX);
+        let mut inv = look.scripts.users.prepare_invoke();
+        inv.key(&look.names.oa)
+            .arg(&look.names.base)
+            .arg(SMALL_INDEX);
         for (key, _) in batch {
             inv.arg(key);
         }
         let rows = rows(inv.invoke(con)?, batch.len())?;
         for (&pair, row) in batch.iter().zip(rows) {
-            let (key, index) = pair;
             if cell(&row, 0) != Some("ok") {
-                walk.push(pair);
+                big.push(pair);
                 continue;
             }
+            let (key, index) = pair;
             for entry in row.get(1..).unwrap_or_default().chunks(4) {
                 let [id, rest @ ..] = entry else { continue };
                 let Some(id) = id.as_deref() else { continue };
@@ -176,73 +215,104 @@ fn check_bucket(
             }
         }
     }
-    for (key, index) in walk {
-        let mut seen = HashSet::new();
-        scan_members(con, "ZSCAN", key, |con, page| {
-            let ids: Vec<String> = page
-                .chunks(2)
-                .filter_map(|p| p.first().cloned())
-                .filter(|id| seen.insert(id.clone()))
-                .collect();
-            for batch in ids.chunks(BATCH) {
-                let mut inv = scripts.entries.prepare_invoke();
-                inv.key(key).arg(&keys.base);
-                for id in batch {
-                    inv.arg(id);
-                }
-                let rows = rows(inv.invoke(con)?, batch.len())?;
-                for (id, row) in batch.iter().zip(rows) {
-                    report.index_entries += 1;
-                    judge_entry(key, index, id, &row, report);
-                }
-            }
-            Ok(())
-        })?;
-    }
-    if let Some(key) = &keys.reuse {
-        let mut seen = HashSet::new();
-        scan_members(con, "HSCAN", key, |con, page| {
-            let pairs: Vec<(String, String)> = page
-                .chunks(2)
-                .filter_map(|p| match p {
-                    [rk, id] => Some((rk.clone(), id.clone())),
-                    _ => None,
-                })
-                .filter(|(rk, _)| seen.insert(rk.clone()))
-                .collect();
-            for batch in pairs.chunks(BATCH) {
-                let mut inv = scripts.reuse.prepare_invoke();
-                inv.key(key).arg(&keys.base);
-                for (rk, id) in batch {
-                    inv.arg(rk).arg(id);
-                }
-                let rows = rows(inv.invoke(con)?, batch.len())?;
-                for ((rk, id), row) in batch.iter().zip(rows) {
-                    report.reuse_entries += 1;
-                    judge_reuse(key, rk, id, &row, report);
-                }
-            }
-            Ok(())
-        })?;
-    }
-    Ok(())
+    Ok(big)
 }
 
-/// SCANs the keys of one bucket and sorts them by what they are; keys of the wrong
-/// type or outside the layout are reported and left out.
-fn scan_bucket(
+/// Walks one sorted-set index with ZSCAN and judges each entry (`lua/entries.lua`).
+fn walk_index(
     con: &mut Connection,
-    prefix: &str,
-    bucket: u16,
+    look: &Look,
+    key: &str,
+    index: &Index,
     report: &mut Report,
-) -> Result<BucketKeys, CheckError> {
-    let mut keys = BucketKeys {
-        base: format!("{prefix}:{{{bucket:02x}}}:"),
-        ..BucketKeys::default()
-    };
-    let pattern = format!("{}*", glob_escape(&keys.base));
+) -> Result<(), CheckError> {
+    let mut seen = HashSet::new();
+    scan_members(con, "ZSCAN", key, |con, page| {
+        let ids: Vec<String> = page
+            .chunks(2)
+            .filter_map(|p| p.first().cloned())
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        for batch in ids.chunks(BATCH) {
+            let mut inv = look.scripts.entries.prepare_invoke();
+            inv.key(key).arg(&look.names.base);
+            for id in batch {
+                inv.arg(id);
+            }
+            let rows = rows(inv.invoke(con)?, batch.len())?;
+            for (id, row) in batch.iter().zip(rows) {
+                report.index_entries += 1;
+                judge_entry(key, index, id, &row, report);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Walks the reuse hash with HSCAN and judges each entry (`lua/reuse.lua`).
+fn walk_reuse(
+    con: &mut Connection,
+    look: &Look,
+    key: &str,
+    report: &mut Report,
+) -> Result<(), CheckError> {
+    let mut seen = HashSet::new();
+    scan_members(con, "HSCAN", key, |con, page| {
+        let pairs: Vec<(String, String)> = page
+            .chunks(2)
+            .filter_map(|p| match p {
+                [rk, id] => Some((rk.clone(), id.clone())),
+                _ => None,
+            })
+            .filter(|(rk, _)| seen.insert(rk.clone()))
+            .collect();
+        for batch in pairs.chunks(BATCH) {
+            let mut inv = look.scripts.reuse.prepare_invoke();
+            inv.key(key).arg(&look.names.base);
+            for (rk, id) in batch {
+                inv.arg(rk).arg(id);
+            }
+            let rows = rows(inv.invoke(con)?, batch.len())?;
+            for ((rk, id), row) in batch.iter().zip(rows) {
+                report.reuse_entries += 1;
+                judge_reuse(key, rk, id, &row, report);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// SCANs the keys of one bucket (those starting with its `base`) and sorts them by
+/// what they are; keys of the wrong type or outside the layout are reported and left
+/// out.
+fn scan_bucket(con: &mut Connection, base: &str, report: &mut Report) -> Result<Found, CheckError> {
+    let mut found = Found::default();
+    let mut typed: Vec<(String, Option<Index>)> = Vec::new();
+    for raw in scan_keys(con, base)? {
+        let Ok(key) = String::from_utf8(raw) else {
+            report.add(Kind::UnknownKey, "(not UTF-8)", "", "key name is not UTF-8");
+            continue;
+        };
+        let rest = key.get(base.len()..).unwrap_or_default();
+        match classify(rest) {
+            KeyKind::Session(id) => found.sessions.push(id),
+            KeyKind::Index(index) => typed.push((key, Some(index))),
+            KeyKind::Reuse => typed.push((key, None)),
+            KeyKind::Unknown => report.add(Kind::UnknownKey, &key, "", "not a key of the layout"),
+        }
+    }
+    found.sessions.sort();
+    keep_if_typed(con, &typed, &mut found, report)?;
+    found.indexes.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+/// The names of the keys starting with `base`, each once (SCAN may return a key
+/// twice), in the order SCAN returns them.
+fn scan_keys(con: &mut Connection, base: &str) -> Result<Vec<Vec<u8>>, CheckError> {
+    let pattern = format!("{}*", glob_escape(base));
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let mut others: Vec<(String, Option<Index>)> = Vec::new();
+    let mut keys = Vec::new();
     let mut cursor = 0u64;
     loop {
         let (next, page): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -252,32 +322,24 @@ fn scan_bucket(
             .arg("COUNT")
             .arg(SCAN_COUNT)
             .query(con)?;
-        for raw in page {
-            if !seen.insert(raw.clone()) {
-                continue; // SCAN may return a key twice
-            }
-            let Ok(key) = String::from_utf8(raw) else {
-                report.add(Kind::UnknownKey, "(not UTF-8)", "", "key name is not UTF-8");
-                continue;
-            };
-            let rest = key.get(keys.base.len()..).unwrap_or_default();
-            match classify(rest) {
-                KeyKind::Session(id) => keys.sessions.push(id),
-                KeyKind::Index(index) => others.push((key, Some(index))),
-                KeyKind::Reuse => others.push((key, None)),
-                KeyKind::Unknown => {
-                    report.add(Kind::UnknownKey, &key, "", "not a key of the layout")
-                }
-            }
-        }
+        keys.extend(page.into_iter().filter(|k| seen.insert(k.clone())));
         cursor = next;
         if cursor == 0 {
-            break;
+            return Ok(keys);
         }
     }
-    keys.sessions.sort();
-    // Index keys must be sorted sets and the reuse key a hash: check before reading.
-    for batch in others.chunks(BATCH) {
+}
+
+/// Keeps the index keys that are sorted sets and the reuse key if it is a hash (each
+/// given with its [`Index`], or `None` for the reuse key), checked before reading them;
+/// a key of another type is reported, one gone since the scan skipped.
+fn keep_if_typed(
+    con: &mut Connection,
+    typed: &[(String, Option<Index>)],
+    found: &mut Found,
+    report: &mut Report,
+) -> Result<(), CheckError> {
+    for batch in typed.chunks(BATCH) {
         let mut pipe = redis::pipe();
         for (key, _) in batch {
             pipe.cmd("TYPE").arg(key);
@@ -298,13 +360,12 @@ fn scan_bucket(
                 continue;
             }
             match index {
-                Some(index) => keys.indexes.push((key.clone(), index.clone())),
-                None => keys.reuse = Some(key.clone()),
+                Some(index) => found.indexes.push((key.clone(), index.clone())),
+                None => found.reuse = Some(key.clone()),
             }
         }
     }
-    keys.indexes.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(keys)
+    Ok(())
 }
 
 /// Walks a sorted set (ZSCAN) or hash (HSCAN), handing each page of flat

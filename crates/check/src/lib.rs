@@ -343,6 +343,12 @@ mod tests {
         assert_eq!(t.topology, Topology::Sentinel { master: "m".into() });
         assert_eq!(t.auth.password.as_ref().map(|p| p.expose()), Some("pw"));
         assert_eq!(t.tls.ca, Some(std::fs::read("/etc/hostname").unwrap()));
+        let secret: HashMap<&str, &str> = [("REDIS_URL", "redis://u:hunter2@h:1/0")].into();
+        let described = Target::from_source(&secret).unwrap().unwrap().describe();
+        assert_eq!(
+            described,
+            "standalone redis://u:***@h:1/0 prefix \"sessions\""
+        );
         let bad: HashMap<&str, &str> =
             [("REDIS_URL", "redis://h"), ("SESSIONS_KEY_PREFIX", "{")].into();
         let err = Target::from_source(&bad).err().unwrap();
