@@ -24,6 +24,7 @@ use sessions_shared::settings::Kind::{Address, Bool, Choice, Duration, LogFilter
 pub use sessions_shared::settings::{DefaultValue, Kind, Setting};
 
 sessions_shared::settings_table! {
+    /// Every setting, in the order README's tables and `--help` list them.
     ALL:
     LISTEN = "SESSIONS_LISTEN" {
         kind: Address,

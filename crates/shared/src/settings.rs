@@ -137,23 +137,20 @@ impl Setting {
     }
 }
 
-/// Declares each row as a constant, and a list of them all (named first, as in
-/// `settings_table! { ALL: ... }`) in the order given, from one list. A row is
-/// declared in place (`NAME = "VARIABLE" { kind, default, meaning }`) or is one
-/// declared elsewhere and listed here (`use NAME;`, with `NAME` in scope).
+/// Declares each row as a constant, and a list of them all (named first, with its
+/// doc, as in `settings_table! { /// ... ALL: ... }`) in the order given, from one
+/// list. A row is declared in place (`NAME = "VARIABLE" { kind, default, meaning }`)
+/// or is one declared elsewhere and listed here (`use NAME;`, with `NAME` in scope).
 #[macro_export]
 macro_rules! settings_table {
-    ($list:ident: $($rows:tt)*) => {
-        $crate::settings_table!(@rows $list [] $($rows)*);
-    };
-    (@rows $list:ident [$($done:ident)*]) => {
-        /// Every setting, in the order README's tables and `--help` list them.
+    (@rows [$($list_doc:tt)*] $list:ident [$($done:ident)*]) => {
+        $($list_doc)*
         pub const $list: &[$crate::settings::Setting] = &[$($done),*];
     };
-    (@rows $list:ident [$($done:ident)*] use $id:ident; $($rest:tt)*) => {
-        $crate::settings_table!(@rows $list [$($done)* $id] $($rest)*);
+    (@rows $list_doc:tt $list:ident [$($done:ident)*] use $id:ident; $($rest:tt)*) => {
+        $crate::settings_table!(@rows $list_doc $list [$($done)* $id] $($rest)*);
     };
-    (@rows $list:ident [$($done:ident)*]
+    (@rows $list_doc:tt $list:ident [$($done:ident)*]
         $(#[$doc:meta])*
         $id:ident = $name:literal {
             kind: $kind:expr,
@@ -169,7 +166,10 @@ macro_rules! settings_table {
             default: $default,
             meaning: $meaning,
         };
-        $crate::settings_table!(@rows $list [$($done)* $id] $($rest)*);
+        $crate::settings_table!(@rows $list_doc $list [$($done)* $id] $($rest)*);
+    };
+    ($(#[$list_doc:meta])* $list:ident: $($rows:tt)*) => {
+        $crate::settings_table!(@rows [$(#[$list_doc])*] $list [] $($rows)*);
     };
 }
 
@@ -232,6 +232,7 @@ mod tests {
         };
 
         crate::settings_table! {
+            /// The rows, in order.
             LIST:
             /// A row declared in place.
             FIRST = "FIRST" {

@@ -16,6 +16,7 @@ use crate::connect::{check_url, split_urls, Credentials, TlsPem, Topology};
 use crate::keys::check_prefix;
 
 crate::settings_table! {
+    /// Every Redis row, in the order the service's table lists them.
     REDIS:
     REDIS_URL = "REDIS_URL" {
         kind: Urls,
