@@ -189,6 +189,8 @@ impl Config {
 mod tests {
     use std::collections::HashMap;
 
+    use sessions_shared::settings::Recording;
+
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -216,40 +218,23 @@ mod tests {
         assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
     }
 
-    /// A source that remembers which variables were asked for.
-    struct Recording(
-        HashMap<&'static str, &'static str>,
-        std::cell::RefCell<Vec<String>>,
-    );
-
-    impl Source for Recording {
-        fn get(&self, name: &str) -> Option<String> {
-            self.1.borrow_mut().push(name.to_owned());
-            self.0.get(name).map(|v| v.to_string())
-        }
-    }
-
     /// Every row of the table is read (with every branch taken: sentinel mode, TLS
     /// files, the optional numbers set), and nothing outside the table is.
     #[test]
     fn reads_every_setting_of_the_table_and_nothing_else() {
-        let src = Recording(
-            [
-                ("REDIS_URL", "rediss://s1:26379,rediss://s2:26379"),
-                ("SESSIONS_REDIS_MODE", "sentinel"),
-                ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
-                ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CLIENT_KEY_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CONNECTIONS", "2"),
-                ("SESSIONS_WORKER_THREADS", "2"),
-            ]
-            .into(),
-            Default::default(),
-        );
+        let src = Recording::new(HashMap::from([
+            ("REDIS_URL", "rediss://s1:26379,rediss://s2:26379"),
+            ("SESSIONS_REDIS_MODE", "sentinel"),
+            ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
+            ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CLIENT_KEY_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CONNECTIONS", "2"),
+            ("SESSIONS_WORKER_THREADS", "2"),
+        ]));
         let c = Config::from_source(&src).unwrap();
         assert_eq!((c.redis_connections, c.worker_threads), (2, Some(2)));
-        let asked = src.1.into_inner();
+        let asked = src.asked();
         for s in ALL {
             assert!(
                 asked.iter().any(|a| a == s.name),

@@ -7,6 +7,7 @@
 //! The service's table (its `config::settings`) is made of these rows, and lists the
 //! Redis rows of [`redis`] among its own; `sessions check` reads only those.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use self::DefaultValue::{Computed, Literal, Unset};
@@ -196,6 +197,37 @@ impl Source for HashMap<String, String> {
 impl Source for HashMap<&str, &str> {
     fn get(&self, name: &str) -> Option<String> {
         HashMap::get(self, name).map(|s| s.to_string())
+    }
+}
+
+/// A [`Source`] that remembers which variables were asked for, so a test can show a
+/// reader reads every row of its table and nothing else.
+pub struct Recording<S> {
+    source: S,
+    asked: RefCell<Vec<String>>,
+}
+
+impl<S: Source> Recording<S> {
+    pub fn new(source: S) -> Self {
+        Recording {
+            source,
+            asked: RefCell::default(),
+        }
+    }
+
+    /// The variables asked for, each once, in the order first asked.
+    pub fn asked(self) -> Vec<String> {
+        let mut asked = self.asked.into_inner();
+        let mut seen = std::collections::HashSet::new();
+        asked.retain(|name| seen.insert(name.clone()));
+        asked
+    }
+}
+
+impl<S: Source> Source for Recording<S> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.asked.borrow_mut().push(name.to_owned());
+        self.source.get(name)
     }
 }
 

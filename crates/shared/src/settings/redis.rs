@@ -267,10 +267,10 @@ fn tls_files(r: &Reader, tls: bool) -> Result<TlsFiles, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::collections::HashMap;
 
     use super::*;
+    use crate::settings::Recording;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<RedisSettings, ConfigError> {
         let map: HashMap<&str, &str> = pairs.iter().copied().collect();
@@ -287,36 +287,21 @@ mod tests {
         assert_eq!(s.tls, TlsFiles::default());
     }
 
-    /// A source that remembers which variables were asked for.
-    struct Recording(HashMap<&'static str, &'static str>, RefCell<Vec<String>>);
-
-    impl Source for Recording {
-        fn get(&self, name: &str) -> Option<String> {
-            self.1.borrow_mut().push(name.to_owned());
-            self.0.get(name).map(|v| v.to_string())
-        }
-    }
-
     /// Every Redis row is read (sentinel mode and TLS files set, so every branch is
     /// taken), and nothing else is: `sessions check` needs no other setting.
     #[test]
     fn reads_every_redis_setting_and_nothing_else() {
-        let src = Recording(
-            [
-                ("REDIS_URL", "rediss://s1:26379,rediss://s2:26379"),
-                ("SESSIONS_REDIS_MODE", "sentinel"),
-                ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
-                ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CLIENT_KEY_FILE", "/etc/hostname"),
-            ]
-            .into(),
-            RefCell::default(),
-        );
+        let src = Recording::new(HashMap::from([
+            ("REDIS_URL", "rediss://s1:26379,rediss://s2:26379"),
+            ("SESSIONS_REDIS_MODE", "sentinel"),
+            ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
+            ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CLIENT_KEY_FILE", "/etc/hostname"),
+        ]));
         RedisSettings::from_source(&src).unwrap();
-        let mut asked = src.1.into_inner();
+        let mut asked = src.asked();
         asked.sort();
-        asked.dedup();
         let mut rows: Vec<&str> = REDIS.iter().map(|s| s.name).collect();
         rows.sort();
         assert_eq!(asked, rows);
