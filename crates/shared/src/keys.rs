@@ -7,6 +7,9 @@
 //! start so the request path only appends an id or a user id to a ready base;
 //! [`KeyKind::parse`] tells what a name found in Redis is. What each key holds is
 //! documented with the service's Redis store.
+//!
+//! The service calls the bucket rule and the key builders on every request, from
+//! another crate: they are `#[inline]` so they still inline there.
 
 /// Number of buckets sessions are spread over. Fixed for the life of a dataset: the
 /// bucket is part of every session id and of every Redis key (as the hash tag).
@@ -14,6 +17,7 @@ pub const BUCKETS: u16 = 64;
 
 /// The bucket of a user: FNV-1a over the user id bytes, modulo [`BUCKETS`]. Written
 /// out here rather than taken from a hasher crate so it can never change under us.
+#[inline]
 pub fn bucket_of_user(user_id: &str) -> u16 {
     let mut h: u32 = 0x811c_9dc5;
     for b in user_id.as_bytes() {
@@ -25,6 +29,7 @@ pub fn bucket_of_user(user_id: &str) -> u16 {
 
 /// The bucket encoded in a session id, or `None` when the id is not one of ours
 /// (wrong length, not lowercase hex, or a bucket out of range).
+#[inline]
 pub fn bucket_of_session(id: &str) -> Option<u16> {
     let bytes = id.as_bytes();
     if bytes.len() != 32 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -105,16 +110,19 @@ impl Keys {
     /// The keys of `bucket`; callers only pass buckets below [`BUCKETS`] (taken from
     /// `bucket_of_user` / `bucket_of_session` or a loop over the range); anything else
     /// is folded into range rather than panicking.
+    #[inline]
     pub fn bucket(&self, bucket: u16) -> &BucketKeys {
         &self.buckets[usize::from(bucket % BUCKETS)]
     }
 
     /// `P:{NN}:s:<id>`, the session hash.
+    #[inline]
     pub fn session(&self, bucket: u16, id: &str) -> String {
         join(&self.bucket(bucket).base, SESSION, id)
     }
 
     /// [`Keys::session`] into a reused buffer (row fetches build many keys in a row).
+    #[inline]
     pub fn write_session(&self, buf: &mut String, bucket: u16, id: &str) {
         buf.clear();
         buf.push_str(&self.bucket(bucket).base);
@@ -123,6 +131,7 @@ impl Keys {
     }
 
     /// `P:{NN}:ua:<user_id>` or `P:{NN}:uc:<user_id>`, a user's active / closed index.
+    #[inline]
     pub fn user(&self, bucket: u16, user_id: &str, active: bool) -> String {
         join(
             &self.bucket(bucket).base,
@@ -182,6 +191,7 @@ impl<'a> KeyKind<'a> {
     }
 }
 
+#[inline]
 fn join(base: &str, kind: &str, tail: &str) -> String {
     let mut k = String::with_capacity(base.len() + kind.len() + tail.len());
     k.push_str(base);

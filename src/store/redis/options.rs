@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use sessions_shared::connect::{check_url, split_urls, Credentials, Secret, TlsPem, Topology};
+// The store's modules take these from here.
 pub(crate) use sessions_shared::connect::{client, connection_infos, is_tls, mask_url, node_at};
 
 /// How to reach Redis and name the keys.
