@@ -61,6 +61,7 @@ impl Walker {
         let mut report = Report::new(&self.prefix);
         let look = Look {
             scripts: &self.scripts,
+            keys: &self.keys,
             names: self.keys.bucket(bucket),
             bucket,
         };
@@ -79,6 +80,8 @@ struct Scripts {
 /// What looking at one bucket needs: the scripts, and the bucket's key names.
 struct Look<'a> {
     scripts: &'a Scripts,
+    keys: &'a Keys,
+    /// `keys`' names of this bucket.
     names: &'a BucketKeys,
     bucket: u16,
 }
@@ -174,7 +177,7 @@ fn look_at_sessions(
         }
         let rows = rows(inv.invoke(con)?, batch.len())?;
         for (id, row) in batch.iter().zip(rows) {
-            let key = format!("{}s:{id}", names.base);
+            let key = look.keys.session(look.bucket, id);
             judge_session(look.bucket, &key, id, &row, report);
         }
     }
