@@ -13,9 +13,9 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 WORKDIR /src
-# The whole crate (see .dockerignore): Cargo.toml may name test and bench targets
-# whose files must exist for the manifest to load. The cache mounts keep the
-# registry and compiled dependencies between builds.
+# The whole workspace (see .dockerignore): the service at the root and its member
+# crates under crates/, which must all exist for the manifest to load. The cache
+# mounts keep the registry and compiled dependencies between builds.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -105,7 +105,7 @@ pub fn build_store(cfg: &Config, metrics: &Arc<Metrics>) -> Result<AnyStore, Sta
 }
 
 /// How to reach Redis as the configuration says (the TLS files read), or `None`
-/// when no `REDIS_URL` is set. Shared by the service and `sessions check`.
+/// when no `REDIS_URL` is set.
 pub fn redis_options(cfg: &Config) -> Result<Option<RedisOptions>, StartError> {
     let Some(url) = &cfg.redis_url else {
         return Ok(None);

@@ -1,5 +1,5 @@
 //! The command line. `sessions` or `sessions serve` runs the service; `sessions check`
-//! runs the consistency check, which reads its own arguments ([`crate::check::main`]).
+//! runs the consistency check, which reads its own arguments (`sessions_check::main`).
 //! Settings are environment variables, and `--help` lists them from the settings
 //! table ([`crate::config::settings`]). Anything else on the command line is a usage
 //! error, reported before a setting is read or a port bound, with exit code

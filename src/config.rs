@@ -2,55 +2,21 @@
 //! kinds and meanings are one table ([`settings`]); this file turns them into a
 //! [`Config`], with the checks that span several settings. An invalid value stops the
 //! start with a message naming the variable. Read through [`Source`] so tests can pass
-//! a map.
+//! a map. The Redis settings are read as `sessions check` reads them
+//! ([`sessions_shared::settings::redis`]).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-mod reader;
-mod redis;
 pub mod settings;
 
-use self::reader::{invalid, Reader};
 use self::settings::*;
+use sessions_shared::settings::reader::{invalid, Reader};
+pub use sessions_shared::settings::{ConfigError, Env, Source};
+
 pub use crate::store::redis::{Credentials, Secret, Topology};
 pub use crate::telemetry::LogFormat;
-
-/// Where settings come from: the process environment, or a map in tests.
-pub trait Source {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct Env;
-
-impl Source for Env {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl Source for HashMap<String, String> {
-    fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).cloned()
-    }
-}
-
-impl Source for HashMap<&str, &str> {
-    fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).map(|s| s.to_string())
-    }
-}
-
-/// A setting that could not be used, naming the variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {variable}: {message}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub message: String,
-}
 
 /// Every setting of the service, read. Each field names its row of [`settings`],
 /// which says what it means and what its default is.
@@ -126,8 +92,8 @@ impl Config {
     /// Reads every setting from `src`, applying defaults and validating.
     pub fn from_source(src: &dyn Source) -> Result<Config, ConfigError> {
         let r = Reader::new(src);
-        let key_prefix = key_prefix(&r)?;
-        let redis = redis::read(&r)?;
+        let redis = sessions_shared::settings::redis::read(&r)?;
+        let redis_wait_replicas = r.number(&REDIS_WAIT_REPLICAS)? as u32;
         let retention = r.duration(&RETENTION)?;
         let cfg = Config {
             listen: r.addr(&LISTEN)?,
@@ -139,12 +105,12 @@ impl Config {
             redis_ca_file: redis.tls.ca,
             redis_client_cert_file: redis.tls.client_cert,
             redis_client_key_file: redis.tls.client_key,
-            redis_wait_replicas: redis.wait_replicas,
-            key_prefix,
+            redis_wait_replicas,
+            key_prefix: redis.prefix,
             // The computed default the table describes.
             redis_connections: if r.is_set(&REDIS_CONNECTIONS) {
                 r.number(&REDIS_CONNECTIONS)?
-            } else if redis.wait_replicas > 0 {
+            } else if redis_wait_replicas > 0 {
                 4
             } else {
                 1
@@ -192,13 +158,6 @@ impl Config {
     }
 }
 
-/// `SESSIONS_KEY_PREFIX`, held to the store's rule for prefixes.
-fn key_prefix(r: &Reader) -> Result<String, ConfigError> {
-    let prefix = r.text(&KEY_PREFIX).unwrap_or_default();
-    crate::store::redis::check_prefix(&prefix).map_err(|rule| invalid(&KEY_PREFIX, rule))?;
-    Ok(prefix)
-}
-
 fn log_format(r: &Reader) -> Result<LogFormat, ConfigError> {
     r.choice(&LOG_FORMAT)?
         .parse()
@@ -228,6 +187,10 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use sessions_shared::settings::Recording;
+
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -255,40 +218,23 @@ mod tests {
         assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
     }
 
-    /// A source that remembers which variables were asked for.
-    struct Recording(
-        HashMap<&'static str, &'static str>,
-        std::cell::RefCell<Vec<String>>,
-    );
-
-    impl Source for Recording {
-        fn get(&self, name: &str) -> Option<String> {
-            self.1.borrow_mut().push(name.to_owned());
-            self.0.get(name).map(|v| v.to_string())
-        }
-    }
-
     /// Every row of the table is read (with every branch taken: sentinel mode, TLS
     /// files, the optional numbers set), and nothing outside the table is.
     #[test]
     fn reads_every_setting_of_the_table_and_nothing_else() {
-        let src = Recording(
-            [
-                ("REDIS_URL", "rediss://s1:26379,rediss://s2:26379"),
-                ("SESSIONS_REDIS_MODE", "sentinel"),
-                ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
-                ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CLIENT_KEY_FILE", "/etc/hostname"),
-                ("SESSIONS_REDIS_CONNECTIONS", "2"),
-                ("SESSIONS_WORKER_THREADS", "2"),
-            ]
-            .into(),
-            Default::default(),
-        );
+        let src = Recording::new(HashMap::from([
+            ("REDIS_URL", "rediss://s1:26379,rediss://s2:26379"),
+            ("SESSIONS_REDIS_MODE", "sentinel"),
+            ("SESSIONS_REDIS_SENTINEL_MASTER", "mymaster"),
+            ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CLIENT_KEY_FILE", "/etc/hostname"),
+            ("SESSIONS_REDIS_CONNECTIONS", "2"),
+            ("SESSIONS_WORKER_THREADS", "2"),
+        ]));
         let c = Config::from_source(&src).unwrap();
         assert_eq!((c.redis_connections, c.worker_threads), (2, Some(2)));
-        let asked = src.1.into_inner();
+        let asked = src.asked();
         for s in ALL {
             assert!(
                 asked.iter().any(|a| a == s.name),
@@ -369,6 +315,7 @@ mod tests {
             ("SESSIONS_MAX_LINE_BYTES", "2048"),
             ("SESSIONS_WORKER_THREADS", "0"),
             ("SESSIONS_KEY_PREFIX", &*"p".repeat(129)),
+            ("SESSIONS_REDIS_WAIT_REPLICAS", "-1"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.variable, var, "{err}");
@@ -418,73 +365,5 @@ mod tests {
         // Passwords never show in a printed configuration.
         let printed = format!("{c:?}");
         assert!(!printed.contains("datapw") && !printed.contains("sentpw"));
-    }
-
-    #[test]
-    fn invalid_redis_settings_name_the_variable() {
-        for (pairs, var) in [
-            (
-                &[("REDIS_URL", "redis://h"), ("SESSIONS_REDIS_MODE", "ring")][..],
-                "SESSIONS_REDIS_MODE",
-            ),
-            (
-                &[
-                    ("REDIS_URL", "redis://h"),
-                    ("SESSIONS_REDIS_MODE", "sentinel"),
-                ][..],
-                "SESSIONS_REDIS_SENTINEL_MASTER",
-            ),
-            (&[("SESSIONS_REDIS_MODE", "cluster")][..], "REDIS_URL"),
-            (&[("REDIS_URL", "redis://a,redis://b")][..], "REDIS_URL"),
-            (
-                &[
-                    ("REDIS_URL", "rediss://a,redis://b"),
-                    ("SESSIONS_REDIS_MODE", "cluster"),
-                ][..],
-                "REDIS_URL",
-            ),
-            (
-                &[
-                    ("REDIS_URL", "unix:///tmp/r.sock"),
-                    ("SESSIONS_REDIS_MODE", "cluster"),
-                ][..],
-                "REDIS_URL",
-            ),
-            (&[("REDIS_URL", "redis://h:notaport")][..], "REDIS_URL"),
-            (
-                &[
-                    ("REDIS_URL", "redis://h"),
-                    ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
-                ][..],
-                "SESSIONS_REDIS_CA_FILE",
-            ),
-            (
-                &[
-                    ("REDIS_URL", "rediss://h"),
-                    ("SESSIONS_REDIS_CA_FILE", "/nonexistent/ca.pem"),
-                ][..],
-                "SESSIONS_REDIS_CA_FILE",
-            ),
-            (
-                &[
-                    ("REDIS_URL", "rediss://h"),
-                    ("SESSIONS_REDIS_CLIENT_CERT_FILE", "/etc/hostname"),
-                ][..],
-                "SESSIONS_REDIS_CLIENT_KEY_FILE",
-            ),
-            (
-                &[
-                    ("REDIS_URL", "redis://h"),
-                    ("SESSIONS_REDIS_WAIT_REPLICAS", "-1"),
-                ][..],
-                "SESSIONS_REDIS_WAIT_REPLICAS",
-            ),
-        ] {
-            let err = cfg(pairs).unwrap_err();
-            assert_eq!(err.variable, var, "{pairs:?}: {err}");
-        }
-        // A URL's password never shows in the error.
-        let err = cfg(&[("REDIS_URL", "redis://u:hunter2@h:notaport")]).unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -8,7 +8,6 @@
 pub mod admin;
 pub mod app;
 pub mod budget;
-pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;

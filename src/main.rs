@@ -1,6 +1,6 @@
 //! The `sessions` binary: the command line ([`sessions::cli`]), then configuration,
 //! logging, start, run until SIGTERM/SIGINT. `sessions check` runs the Redis
-//! consistency check instead ([`sessions::check`]).
+//! consistency check instead ([`sessions_check`], a crate of its own).
 
 use std::process::ExitCode;
 
@@ -17,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os()) {
         Action::Serve => serve(),
-        Action::Check(args) => sessions::check::main(&args),
+        Action::Check(args) => sessions_check::main(&args),
         Action::Exit(code) => ExitCode::from(code),
     }
 }

@@ -4,16 +4,15 @@
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::value::RawValue;
 
+/// The bucket rule, shared with `sessions check` (see [`sessions_shared::keys`]).
+pub use sessions_shared::keys::{bucket_of_session, bucket_of_user, BUCKETS};
+
 /// JSON text kept exactly as the client sent it (after one parse), so `user` and
 /// `data` round-trip without being re-encoded on every read.
 pub type JsonText = Box<RawValue>;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
-
-/// Number of buckets sessions are spread over. Fixed for the life of a dataset: the
-/// bucket is part of every session id and of every Redis key (as the hash tag).
-pub const BUCKETS: u16 = 64;
 
 /// A user session (SessionV1 on the wire).
 #[derive(Debug, Clone)]
@@ -120,17 +119,6 @@ pub fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The bucket of a user: FNV-1a over the user id bytes, modulo [`BUCKETS`]. Written
-/// out here rather than taken from a hasher crate so it can never change under us.
-pub fn bucket_of_user(user_id: &str) -> u16 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in user_id.as_bytes() {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    (h % u32::from(BUCKETS)) as u16
-}
-
 /// A new session id for a user: 32 lowercase hex characters whose first two encode
 /// the bucket and the remaining 30 are random (120 bits).
 pub fn new_session_id(bucket: u16) -> String {
@@ -138,17 +126,6 @@ pub fn new_session_id(bucket: u16) -> String {
     let mut id = format!("{bucket:02x}");
     id.push_str(&random[..30]);
     id
-}
-
-/// The bucket encoded in a session id, or `None` when the id is not one of ours
-/// (wrong length, not lowercase hex, or a bucket out of range).
-pub fn bucket_of_session(id: &str) -> Option<u16> {
-    let bytes = id.as_bytes();
-    if bytes.len() != 32 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let bucket = u16::from_str_radix(&id[..2], 16).ok()?;
-    (bucket < BUCKETS).then_some(bucket)
 }
 
 /// The key open_session reuses a session by: the same user, address and client,

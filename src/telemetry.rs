@@ -1,10 +1,11 @@
 //! Logging setup (tracing-subscriber: readable text by default, JSON lines for log
-//! collectors) and the masking that keeps secrets in URLs out of the logs.
+//! collectors). [`mask_url`] keeps secrets in URLs out of the logs.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::str::FromStr;
 
+pub use sessions_shared::connect::mask_url;
 use tracing_subscriber::EnvFilter;
 
 /// The filter used when neither a directive nor `RUST_LOG` is given.
@@ -89,104 +90,9 @@ pub fn init(format: LogFormat, directive: Option<&str>) -> Result<(), TelemetryE
     res.map_err(|e| TelemetryError::AlreadySet(e.to_string()))
 }
 
-/// `url` with any password replaced by `***`, for logging connection settings:
-/// `redis://:pw@host` and `redis://user:pw@host` in the authority, and the `pass` /
-/// `password` query parameters redis uses for unix-socket URLs. Something that is not
-/// a URL is returned as is; a user name is kept (it is not a secret).
-pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let (head, rest) = url.split_at(scheme_end + 3);
-    // The last '@' ends the user info: a raw '@' or '/' inside a password then stays
-    // inside the masked part instead of leaking.
-    let rest = match rest.rfind('@') {
-        Some(at) => {
-            let (userinfo, host) = rest.split_at(at);
-            match userinfo.split_once(':') {
-                Some((user, _password)) => format!("{user}:***{host}"),
-                None => rest.to_owned(),
-            }
-        }
-        None => rest.to_owned(),
-    };
-    format!("{head}{}", mask_query(&rest))
-}
-
-/// Masks the values of `pass` and `password` query parameters.
-fn mask_query(s: &str) -> String {
-    let Some((before, query)) = s.split_once('?') else {
-        return s.to_owned();
-    };
-    let (query, fragment) = match query.split_once('#') {
-        Some((q, f)) => (q, Some(f)),
-        None => (query, None),
-    };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _))
-                if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
-            {
-                format!("{k}=***")
-            }
-            _ => p.to_owned(),
-        })
-        .collect();
-    let mut out = format!("{before}?{}", params.join("&"));
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_passwords_in_the_authority() {
-        assert_eq!(
-            mask_url("redis://:s3cret@host:6379/0"),
-            "redis://:***@host:6379/0"
-        );
-        assert_eq!(
-            mask_url("redis://alice:s3cret@127.0.0.1:6379"),
-            "redis://alice:***@127.0.0.1:6379"
-        );
-        assert_eq!(mask_url("rediss://u:p@h"), "rediss://u:***@h");
-        // A raw '@', ':' or '/' inside the password must not leak any part of it.
-        assert_eq!(
-            mask_url("redis://u:p@ss:w/rd@host/1"),
-            "redis://u:***@host/1"
-        );
-    }
-
-    #[test]
-    fn masks_passwords_in_the_query() {
-        assert_eq!(
-            mask_url("redis+unix:///run/redis.sock?db=2&pass=s3cret"),
-            "redis+unix:///run/redis.sock?db=2&pass=***"
-        );
-        assert_eq!(
-            mask_url("unix:///run/redis.sock?password=x&db=1#f"),
-            "unix:///run/redis.sock?password=***&db=1#f"
-        );
-    }
-
-    #[test]
-    fn leaves_urls_without_secrets_alone() {
-        for url in [
-            "redis://127.0.0.1:6379",
-            "redis://127.0.0.1:6379/3?protocol=resp3",
-            "redis://alice@host:6379",
-            "not a url",
-            "",
-        ] {
-            assert_eq!(mask_url(url), url);
-        }
-    }
 
     #[test]
     fn log_format_parses() {

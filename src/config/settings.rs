@@ -4,163 +4,28 @@
 //! bounds from here, `sessions --help` prints the table, and a test holds README's
 //! configuration tables to it row by row, so the three cannot drift apart.
 //!
-//! Adding a setting is adding a row to [`settings!`] below (and README's row, which the
+//! The Redis rows (where Redis is, the credentials, the TLS files, the key prefix) are
+//! declared with the code that reads them, which `sessions check` shares
+//! ([`sessions_shared::settings::redis`]), and listed here (`use NAME;`) in README's
+//! order.
+//!
+//! Adding a setting is adding a row to the table below (and README's row, which the
 //! test then asks for), plus the line in the reader that stores it in [`Config`].
 //!
 //! [`Config`]: crate::config::Config
 
-use self::DefaultValue::{Computed, Literal, Unset};
-use self::Kind::{
-    Address, Bool, Choice, Duration, File, LogFilter, Number, Secret, Size, Text, Urls,
+pub use sessions_shared::settings::redis::{
+    KEY_PREFIX, REDIS_CA_FILE, REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE, REDIS_MODE,
+    REDIS_PASSWORD, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD, REDIS_SENTINEL_USERNAME,
+    REDIS_URL, REDIS_USERNAME,
 };
+use sessions_shared::settings::DefaultValue::{Computed, Literal};
+use sessions_shared::settings::Kind::{Address, Bool, Choice, Duration, LogFilter, Number, Size};
+pub use sessions_shared::settings::{DefaultValue, Kind, Setting};
 
-/// What a setting's value looks like, with the bounds it must keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `host:port`.
-    Address,
-    /// Redis URLs, separated by commas.
-    Urls,
-    /// Free text.
-    Text,
-    /// Free text that is never printed or logged (passwords); taken as is, untrimmed.
-    Secret,
-    /// The path of a file that must be readable at start.
-    File,
-    /// A whole number in `min..=max`.
-    Number { min: usize, max: usize },
-    /// Bytes, or a number with `B`, `KiB`, `MiB` or `GiB`; at least `min` bytes.
-    Size { min: usize },
-    /// A number with `ms`, `s`, `m`, `h` or `d` (a bare number is seconds); zero only
-    /// where `zero` says it has a meaning.
-    Duration { zero: bool },
-    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
-    Bool,
-    /// One of the words, in any case.
-    Choice(&'static [&'static str]),
-    /// `tracing` filter directives.
-    LogFilter,
-}
-
-impl Kind {
-    /// The value's shape, as `--help` shows it after the name.
-    pub fn placeholder(&self) -> String {
-        match self {
-            Address => "<host:port>".into(),
-            Urls => "<url>[,<url>...]".into(),
-            Text => "<text>".into(),
-            Secret => "<secret>".into(),
-            File => "<path>".into(),
-            Number { min, max } => format!("<{min}..{max}>"),
-            Size { .. } => "<size>".into(),
-            Duration { .. } => "<duration>".into(),
-            Bool => "<true|false>".into(),
-            Choice(words) => format!("<{}>", words.join("|")),
-            LogFilter => "<filter>".into(),
-        }
-    }
-
-    /// What a value must be, for the error naming a value that is not it.
-    pub fn expected(&self) -> String {
-        match self {
-            Address => "an address like 0.0.0.0:8807".into(),
-            Urls => "a Redis URL, or several separated by commas".into(),
-            Text | Secret => "text".into(),
-            File => "a readable file".into(),
-            Number { min, max } => format!("a whole number from {min} to {max}"),
-            Size { min } => {
-                format!("a size in bytes of at least {min} (e.g. 65536, 64KiB, 1MiB)")
-            }
-            Duration { .. } => {
-                "a duration (e.g. 500ms, 30s, 15m, 24h, 30d; a bare number is seconds)".into()
-            }
-            Bool => "true or false".into(),
-            Choice(words) => match words.split_last() {
-                Some((last, [])) => (*last).to_owned(),
-                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-                None => "nothing".into(),
-            },
-            LogFilter => "a tracing filter (e.g. info,sessions=debug)".into(),
-        }
-    }
-}
-
-/// What a setting is when its variable is unset or empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DefaultValue {
-    /// This value, written as the variable would be and read by the same parser.
-    Literal(&'static str),
-    /// Nothing: the feature the setting turns on is off, or another setting decides
-    /// (the meaning says which).
-    Unset,
-    /// Worked out at start, as the text (Markdown) says; the reader has the rule.
-    Computed(&'static str),
-}
-
-/// One row of the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Setting {
-    /// The environment variable.
-    pub name: &'static str,
-    pub kind: Kind,
-    pub default: DefaultValue,
-    /// What it does, in Markdown, word for word as README's table has it.
-    pub meaning: &'static str,
-}
-
-impl Setting {
-    /// The default as README's table shows it (Markdown).
-    pub fn default_markdown(&self) -> String {
-        match self.default {
-            Literal(v) => format!("`{v}`"),
-            Unset => "unset".into(),
-            Computed(text) => text.into(),
-        }
-    }
-
-    /// The default as plain text, for help texts.
-    pub fn default_text(&self) -> String {
-        self.default_markdown().replace('`', "")
-    }
-
-    /// This setting's row of README's configuration tables.
-    pub fn readme_row(&self) -> String {
-        format!(
-            "| `{}` | {} | {} |",
-            self.name,
-            self.default_markdown(),
-            self.meaning
-        )
-    }
-}
-
-/// Declares each row as a constant the reader names, and [`ALL`] listing them in
-/// order, from one list.
-macro_rules! settings {
-    ($(
-        $(#[$doc:meta])*
-        $id:ident = $name:literal {
-            kind: $kind:expr,
-            default: $default:expr,
-            meaning: $meaning:expr $(,)?
-        }
-    )*) => {
-        $(
-            $(#[$doc])*
-            pub const $id: Setting = Setting {
-                name: $name,
-                kind: $kind,
-                default: $default,
-                meaning: $meaning,
-            };
-        )*
-
-        /// Every setting, in the order README's tables and `--help` list them.
-        pub const ALL: &[Setting] = &[$($id),*];
-    };
-}
-
-settings! {
+sessions_shared::settings_table! {
+    /// Every setting, in the order README's tables and `--help` list them.
+    ALL:
     LISTEN = "SESSIONS_LISTEN" {
         kind: Address,
         default: Literal("0.0.0.0:8807"),
@@ -171,18 +36,8 @@ settings! {
         default: Literal("0.0.0.0:9807"),
         meaning: "admin HTTP listen address (`/metrics`, `/live`, `/ready`)",
     }
-    REDIS_URL = "REDIS_URL" {
-        kind: Urls,
-        default: Unset,
-        meaning: "Redis to keep sessions in (`redis://[user:password@]host:port/db`, \
-            `rediss://` for TLS; comma-separated nodes in cluster and sentinel mode, see \
-            Scaling); unset: embedded store, single replica",
-    }
-    KEY_PREFIX = "SESSIONS_KEY_PREFIX" {
-        kind: Text,
-        default: Literal("sessions"),
-        meaning: "prefix of every Redis key (1 to 128 bytes, no `{` or `}`)",
-    }
+    use REDIS_URL;
+    use KEY_PREFIX;
     /// Computed: a `WAIT` holds its connection until the replicas acknowledge, and
     /// everything queued behind it waits too, hence more connections with WAIT.
     REDIS_CONNECTIONS = "SESSIONS_REDIS_CONNECTIONS" {
@@ -292,52 +147,15 @@ settings! {
         default: Literal("info"),
         meaning: "log filter (`tracing` directives, e.g. `sessions=debug`)",
     }
-    REDIS_MODE = "SESSIONS_REDIS_MODE" {
-        kind: Choice(&["standalone", "cluster", "sentinel"]),
-        default: Literal("standalone"),
-        meaning: "`standalone`, `cluster` or `sentinel`",
-    }
-    REDIS_SENTINEL_MASTER = "SESSIONS_REDIS_SENTINEL_MASTER" {
-        kind: Text,
-        default: Unset,
-        meaning: "the master name the sentinels monitor (sentinel mode, required)",
-    }
-    REDIS_USERNAME = "REDIS_USERNAME" {
-        kind: Text,
-        default: Unset,
-        meaning: "data-node ACL user (overrides the URL's)",
-    }
-    REDIS_PASSWORD = "REDIS_PASSWORD" {
-        kind: Secret,
-        default: Unset,
-        meaning: "data-node password (overrides the URL's); a secret, like `REDIS_URL`",
-    }
-    REDIS_SENTINEL_USERNAME = "REDIS_SENTINEL_USERNAME" {
-        kind: Text,
-        default: Unset,
-        meaning: "the sentinels' ACL user",
-    }
-    REDIS_SENTINEL_PASSWORD = "REDIS_SENTINEL_PASSWORD" {
-        kind: Secret,
-        default: Unset,
-        meaning: "the sentinels' password; a secret",
-    }
-    REDIS_CA_FILE = "SESSIONS_REDIS_CA_FILE" {
-        kind: File,
-        default: Unset,
-        meaning: "PEM CA to trust for `rediss://` instead of the system roots",
-    }
-    REDIS_CLIENT_CERT_FILE = "SESSIONS_REDIS_CLIENT_CERT_FILE" {
-        kind: File,
-        default: Unset,
-        meaning: "PEM client certificate for mutual TLS (both or neither with \
-            `SESSIONS_REDIS_CLIENT_KEY_FILE`)",
-    }
-    REDIS_CLIENT_KEY_FILE = "SESSIONS_REDIS_CLIENT_KEY_FILE" {
-        kind: File,
-        default: Unset,
-        meaning: "its PEM private key (both or neither with `SESSIONS_REDIS_CLIENT_CERT_FILE`)",
-    }
+    use REDIS_MODE;
+    use REDIS_SENTINEL_MASTER;
+    use REDIS_USERNAME;
+    use REDIS_PASSWORD;
+    use REDIS_SENTINEL_USERNAME;
+    use REDIS_SENTINEL_PASSWORD;
+    use REDIS_CA_FILE;
+    use REDIS_CLIENT_CERT_FILE;
+    use REDIS_CLIENT_KEY_FILE;
     REDIS_WAIT_REPLICAS = "SESSIONS_REDIS_WAIT_REPLICAS" {
         kind: Number { min: 0, max: 64 },
         default: Literal("0"),
@@ -360,16 +178,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn choices_read_as_a_list() {
-        assert_eq!(
-            REDIS_MODE.kind.expected(),
-            "standalone, cluster or sentinel"
-        );
-        assert_eq!(LOG_FORMAT.kind.expected(), "text or json");
-        assert_eq!(LOG_FORMAT.kind.placeholder(), "<text|json>");
-    }
-
     /// README's configuration tables (every table headed `| variable | default |
     /// meaning |`) hold exactly the rows of [`ALL`], in its order: a setting added,
     /// removed or reworded on one side only fails here, with the row to paste.
@@ -389,7 +197,8 @@ mod tests {
             .collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
-            "README.md's configuration tables and src/config/settings.rs differ.\n\
+            "README.md's configuration tables and the settings table differ \
+             (src/config/settings.rs, crates/shared/src/settings/redis.rs).\n\
              Rows the table has and README lacks (or words differently):\n{}\n\
              Rows README has and the table lacks:\n{}",
             missing

@@ -54,6 +54,7 @@ fn dockerfile_passes_hadolint_and_keeps_its_contract() {
         "src",
         "tests",
         "benches",
+        "crates",
         "Cargo.toml",
         "Cargo.lock",
         "deploy",

@@ -70,7 +70,6 @@
 mod cluster;
 mod codec;
 mod conn;
-mod keys;
 mod list;
 mod node;
 mod options;
@@ -81,17 +80,15 @@ mod sentinel;
 mod standalone;
 
 use redis::Value;
+// The key layout, shared with `sessions check`.
+use sessions_shared::keys;
 
 use self::conn::{Batch, Redis, Retry};
-use self::keys::Keys;
-pub use self::keys::{check_prefix, MAX_PREFIX_BYTES};
+use self::keys::{check_prefix, Keys};
 pub use self::options::{
     check_url, split_urls, Credentials, RedisOptions, Secret, TlsPem, Topology,
 };
-// For `sessions check`, which reaches the same nodes with the same settings.
-pub(crate) use self::options::{client, connection_info, connection_infos, is_tls, node_at};
 use self::scripts::{Lua, SCRIPTS};
-pub(crate) use self::sentinel::is_primary;
 use super::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
 use crate::model::{
     bucket_of_session, bucket_of_user, new_session_id, reuse_key, JsonText, Millis, Session,

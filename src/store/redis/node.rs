@@ -107,7 +107,7 @@ pub(crate) fn tls_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::redis::options::{connection_info, Credentials, Secret};
+    use sessions_shared::connect::{connection_info, Credentials, Secret};
 
     #[test]
     fn targets_keep_transport_credentials_and_db() {

@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 use super::node;
 use super::options::{client, node_at, Credentials, TlsPem};
 use super::pipe::PipeConn;
+use sessions_shared::connect::is_primary;
 
 /// Longest wait for one sentinel (connect and answer), so a dead one is passed over
 /// quickly; also bounded by the request's deadline.
@@ -375,18 +376,6 @@ fn timed_out() -> RedisError {
     ))
 }
 
-/// Whether a ROLE reply is a primary's (`["master", offset, replicas]`).
-pub(crate) fn is_primary(role: &Value) -> bool {
-    let Value::Array(items) = role else {
-        return false;
-    };
-    match items.first() {
-        Some(Value::BulkString(b)) => b == b"master",
-        Some(Value::SimpleString(s)) => s == "master",
-        _ => false,
-    }
-}
-
 /// The sentinels as they are asked: a database number in the URL is the primary's
 /// (kept in the template); a sentinel has no databases and refuses SELECT.
 fn for_asking(sentinels: Vec<ConnectionInfo>) -> Vec<ConnectionInfo> {
@@ -424,18 +413,5 @@ mod tests {
         assert!(asked.iter().all(|i| i.redis_settings().db() == 0));
         // The primary keeps it: its settings come from the URL as given.
         assert_eq!(sentinel.inner.template.redis_settings().db(), 2);
-    }
-
-    #[test]
-    fn role_replies() {
-        let master = Value::Array(vec![
-            Value::BulkString(b"master".to_vec()),
-            Value::Int(10),
-            Value::Array(vec![]),
-        ]);
-        let replica = Value::Array(vec![Value::BulkString(b"slave".to_vec())]);
-        assert!(is_primary(&master));
-        assert!(!is_primary(&replica));
-        assert!(!is_primary(&Value::Nil));
     }
 }

@@ -3,7 +3,7 @@
 //! a [`Report`], so every rule is unit-tested without Redis.
 
 use super::report::{Kind, Report};
-use crate::model::{bucket_of_session, bucket_of_user};
+use sessions_shared::keys::{bucket_of_session, bucket_of_user};
 
 /// A sorted-set index and what its entries must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,42 @@ fn same_time(score: &str, ms: Option<&str>) -> bool {
     }
 }
 
-/// Judges one session from its `lua/sessions.lua` row.
+/// The cells of a `lua/sessions.lua` row: the key's type, then the hash's fields,
+/// then the session's score in each index it could be in (none when not in it).
+const TYPE: usize = 0;
+const ID: usize = 1;
+const ACTIVE: usize = 2;
+const USER_ID: usize = 3;
+const OPEN_TIME: usize = 4;
+const REQUEST_TIME: usize = 5;
+const CLOSE_TIME: usize = 6;
+
+/// Every index a session can be in: its name, the cell of the session's score in it,
+/// whether it holds active (or closed) sessions, and the cell of the time it is
+/// sorted by.
+const MEMBERSHIPS: [(&str, usize, bool, usize); 6] = [
+    ("ua", 7, true, OPEN_TIME),
+    ("uc", 8, false, OPEN_TIME),
+    ("oa", 9, true, OPEN_TIME),
+    ("oc", 10, false, OPEN_TIME),
+    ("exp", 11, true, REQUEST_TIME),
+    ("ret", 12, false, CLOSE_TIME),
+];
+
+/// The session being judged, as findings name it.
+struct Judged<'a> {
+    key: &'a str,
+    id: &'a str,
+}
+
+impl Judged<'_> {
+    fn add(&self, report: &mut Report, kind: Kind, detail: impl Into<String>) {
+        report.add(kind, self.key, self.id, detail);
+    }
+}
+
+/// Judges one session from its `lua/sessions.lua` row: the hash's own fields, then,
+/// when they say whether it is active, its place in every index.
 pub(super) fn judge_session(
     bucket: u16,
     key: &str,
@@ -35,104 +70,103 @@ pub(super) fn judge_session(
     row: &[Option<String>],
     report: &mut Report,
 ) {
-    match cell(row, 0) {
-        Some("hash") => {}
-        Some("none") | None => return, // deleted since the scan
-        Some(other) => {
-            report.add(Kind::BadSession, key, id, format!("a {other}, not a hash"));
-            return;
-        }
+    let session = Judged { key, id };
+    if !is_hash(&session, row, report) {
+        return;
     }
-    let field = |i| cell(row, i);
-    let (stored_id, active, user_id) = (field(1), field(2), field(3));
-    let (open, request, close) = (field(4), field(5), field(6));
-    if stored_id != Some(id) {
-        report.add(
-            Kind::BadSession,
-            key,
-            id,
-            format!("id field is {stored_id:?}"),
-        );
-    }
-    if bucket_of_session(id) != Some(bucket) {
-        report.add(
-            Kind::BadSession,
-            key,
-            id,
-            "the id does not name this bucket",
-        );
-    }
-    let Some(user_id) = user_id else {
-        report.add(Kind::BadSession, key, id, "no user_id");
+    let Some(active) = judge_fields(&session, bucket, row, report) else {
         return;
     };
-    if bucket_of_user(user_id) != bucket {
-        report.add(
-            Kind::BadSession,
-            key,
-            id,
-            "the user_id belongs to another bucket",
-        );
-    }
-    let active = match active {
-        Some("1") => true,
-        Some("0") => false,
-        other => {
-            report.add(Kind::BadSession, key, id, format!("active is {other:?}"));
-            return;
-        }
-    };
-    for (name, value) in [("open_time", open), ("request_time", request)] {
-        if value.and_then(|v| v.parse::<i64>().ok()).is_none() {
-            report.add(Kind::BadSession, key, id, format!("{name} is {value:?}"));
-        }
-    }
-    if !active && close.and_then(|v| v.parse::<i64>().ok()).is_none() {
-        report.add(
-            Kind::BadSession,
-            key,
-            id,
-            format!("closed, close_time is {close:?}"),
-        );
-    }
     if active {
         report.active += 1;
     } else {
         report.closed += 1;
     }
-    // (index name, score cell, whether it holds active sessions, time it is sorted by)
-    let indexes = [
-        ("ua", 7, true, open),
-        ("uc", 8, false, open),
-        ("oa", 9, true, open),
-        ("oc", 10, false, open),
-        ("exp", 11, true, request),
-        ("ret", 12, false, close),
-    ];
-    for (name, i, holds_active, time) in indexes {
-        let score = field(i);
-        let state = if active { "active" } else { "closed" };
+    judge_memberships(&session, active, row, report);
+}
+
+/// Whether the session's key is a hash; another type is a bad session, a key gone
+/// since the scan is passed over.
+fn is_hash(session: &Judged, row: &[Option<String>], report: &mut Report) -> bool {
+    match cell(row, TYPE) {
+        Some("hash") => true,
+        Some("none") | None => false, // deleted since the scan
+        Some(other) => {
+            session.add(report, Kind::BadSession, format!("a {other}, not a hash"));
+            false
+        }
+    }
+}
+
+/// Judges the hash's fields: the id it holds, the bucket its id and its user_id name,
+/// the active flag and the times. Returns whether the session is active, or `None`
+/// when it has no user_id or no active flag to judge its indexes by.
+fn judge_fields(
+    session: &Judged,
+    bucket: u16,
+    row: &[Option<String>],
+    report: &mut Report,
+) -> Option<bool> {
+    let bad = |report: &mut Report, detail: String| session.add(report, Kind::BadSession, detail);
+    let stored_id = cell(row, ID);
+    if stored_id != Some(session.id) {
+        bad(report, format!("id field is {stored_id:?}"));
+    }
+    if bucket_of_session(session.id) != Some(bucket) {
+        bad(report, "the id does not name this bucket".into());
+    }
+    let Some(user_id) = cell(row, USER_ID) else {
+        bad(report, "no user_id".into());
+        return None;
+    };
+    if bucket_of_user(user_id) != bucket {
+        bad(report, "the user_id belongs to another bucket".into());
+    }
+    let active = match cell(row, ACTIVE) {
+        Some("1") => true,
+        Some("0") => false,
+        other => {
+            bad(report, format!("active is {other:?}"));
+            return None;
+        }
+    };
+    let is_time = |i| cell(row, i).and_then(|v| v.parse::<i64>().ok()).is_some();
+    for (name, i) in [("open_time", OPEN_TIME), ("request_time", REQUEST_TIME)] {
+        if !is_time(i) {
+            bad(report, format!("{name} is {:?}", cell(row, i)));
+        }
+    }
+    if !active && !is_time(CLOSE_TIME) {
+        let close = cell(row, CLOSE_TIME);
+        bad(report, format!("closed, close_time is {close:?}"));
+    }
+    Some(active)
+}
+
+/// Judges which indexes the session is in, and with what score, against the ones its
+/// state puts it in.
+fn judge_memberships(session: &Judged, active: bool, row: &[Option<String>], report: &mut Report) {
+    let state = if active { "active" } else { "closed" };
+    for (name, i, holds_active, time) in MEMBERSHIPS {
+        let (score, time) = (cell(row, i), cell(row, time));
         match (holds_active == active, score) {
             (true, None) if name == "exp" => {
-                report.add(Kind::MissingFromExpiry, key, id, "active, not in exp")
+                session.add(report, Kind::MissingFromExpiry, "active, not in exp")
             }
-            (true, None) => report.add(
+            (true, None) => session.add(
+                report,
                 Kind::MissingFromIndex,
-                key,
-                id,
                 format!("{state}, not in {name}"),
             ),
-            (true, Some(s)) if !same_time(s, time) => report.add(
+            (true, Some(s)) if !same_time(s, time) => session.add(
+                report,
                 Kind::WrongScore,
-                key,
-                id,
                 format!("score {s} in {name}, session time {time:?}"),
             ),
             (true, Some(_)) | (false, None) => {}
-            (false, Some(_)) => report.add(
+            (false, Some(_)) => session.add(
+                report,
                 Kind::InWrongIndex,
-                key,
-                id,
                 format!("{state}, but in {name}"),
             ),
         }

@@ -9,10 +9,11 @@ use redis::ConnectionInfo;
 
 use super::node::Node;
 use super::CheckError;
-use crate::store::redis::{connection_infos, node_at, RedisOptions, TlsPem};
+use super::Target;
+use sessions_shared::connect::{connection_infos, node_at, TlsPem};
 
 /// The primary of `master`, connected.
-pub(super) fn primary(opts: &RedisOptions, master: &str) -> Result<Node, CheckError> {
+pub(super) fn primary(opts: &Target, master: &str) -> Result<Node, CheckError> {
     let sentinels = connection_infos(&opts.url, &opts.sentinel_auth).map_err(CheckError::Config)?;
     let mut why = Vec::new();
     for s in &sentinels {
@@ -46,11 +47,7 @@ pub(super) fn primary(opts: &RedisOptions, master: &str) -> Result<Node, CheckEr
 }
 
 /// Whether the sentinels still name `node` as the primary.
-pub(super) fn still_primary(
-    opts: &RedisOptions,
-    master: &str,
-    node: &Node,
-) -> Result<(), CheckError> {
+pub(super) fn still_primary(opts: &Target, master: &str, node: &Node) -> Result<(), CheckError> {
     let now = primary(opts, master)?;
     if now.addr == node.addr {
         return Ok(());

@@ -4,7 +4,7 @@
 //! credentials and TLS files, `SESSIONS_KEY_PREFIX`), walks the keys of the prefix
 //! bucket by bucket with `SCAN` (never `KEYS`), and checks that every session hash and
 //! every index entry agree, as the store's scripts keep them (key layout: see
-//! `store/redis/mod.rs`):
+//! the service's `store/redis/mod.rs`):
 //!
 //! - every entry of an index (user, open-time, expiry, retention) and of the reuse
 //!   hash has a session hash;
@@ -18,9 +18,9 @@
 //! Exit code 0 when clean, 1 when problems were found, 2 when the check could not run.
 //!
 //! Where each bucket is read depends on the topology: the one server (standalone);
-//! the primary the sentinels name (`check/sentinel.rs`), which must still be the
+//! the primary the sentinels name (`sentinel.rs`), which must still be the
 //! primary when the check ends; or, on Redis Cluster, the primary that serves the
-//! bucket's slot (`check/cluster.rs`) — every key of a bucket shares its hash tag, so a
+//! bucket's slot (`cluster.rs`) — every key of a bucket shares its hash tag, so a
 //! bucket lives wholly on one primary, and SCAN on that primary sees all of it. When
 //! the cluster moves a bucket's slot while it is read (a failover, a resharding), that
 //! bucket's findings are thrown away and it is read again where the slot is now; if
@@ -36,20 +36,25 @@
 //! The cost is one `SCAN` pass per bucket over the keyspace of the node holding it,
 //! plus a script call per hundred keys or entries; nothing is written.
 //!
-//! This file reads the settings and decides where each bucket is read;
-//! `check/bucket.rs` walks one bucket, `check/verdict.rs` judges what the scripts
-//! return, and `check/report.rs` counts and prints the findings.
+//! The check shares with the service, through `sessions-shared`, what both must agree
+//! on: reading the Redis settings, connecting with them, and the key layout. It does
+//! not depend on the service.
+//!
+//! This file reads the settings and decides where each bucket is read; `bucket.rs`
+//! walks one bucket, `verdict.rs` judges what the scripts return, and `report.rs`
+//! counts and prints the findings.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-use crate::config::settings::{KEY_PREFIX, REDIS_MODE, REDIS_URL};
-use crate::config::Config;
-use crate::model::BUCKETS;
-use crate::store::redis::{check_prefix, connection_info, split_urls, RedisOptions, Topology};
-use crate::telemetry::mask_url;
+use sessions_shared::connect::{
+    connection_info, mask_url, split_urls, Credentials, TlsPem, Topology,
+};
+use sessions_shared::keys::{check_prefix, BUCKETS};
+use sessions_shared::settings::redis::{RedisSettings, KEY_PREFIX, REDIS_MODE, REDIS_URL};
+use sessions_shared::settings::{Env, Source};
 
 mod bucket;
 mod cluster;
@@ -69,6 +74,49 @@ pub const RETRY_FOR: Duration = Duration::from_secs(10);
 /// First pause before reading a moved bucket again; doubles up to [`RETRY_WAIT_MAX`].
 const RETRY_WAIT: Duration = Duration::from_millis(100);
 const RETRY_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// Where the sessions to check are: the service's Redis settings, read as the
+/// service reads them, with the TLS files' contents.
+#[derive(Clone)]
+pub struct Target {
+    /// One URL, the seed nodes of a cluster or the sentinels, comma-separated.
+    pub url: String,
+    pub prefix: String,
+    pub topology: Topology,
+    pub auth: Credentials,
+    pub sentinel_auth: Credentials,
+    pub tls: TlsPem,
+}
+
+impl Target {
+    /// The Redis settings in `src`; `None` when `REDIS_URL` is unset.
+    pub fn from_source(src: &dyn Source) -> Result<Option<Target>, String> {
+        let settings = RedisSettings::from_source(src).map_err(|e| e.to_string())?;
+        let Some(url) = settings.url else {
+            return Ok(None);
+        };
+        Ok(Some(Target {
+            url,
+            prefix: settings.prefix,
+            topology: settings.topology,
+            auth: settings.auth,
+            sentinel_auth: settings.sentinel_auth,
+            tls: settings.tls.read()?,
+        }))
+    }
+
+    /// The topology, the URLs (passwords masked) and the prefix, as the report's
+    /// first line names them.
+    fn describe(&self) -> String {
+        let urls: Vec<String> = split_urls(&self.url).map(mask_url).collect();
+        let mode = match &self.topology {
+            Topology::Standalone => "standalone".to_owned(),
+            Topology::Cluster => "cluster".to_owned(),
+            Topology::Sentinel { master } => format!("sentinel master {master:?}"),
+        };
+        format!("{mode} {} prefix {:?}", urls.join(","), self.prefix)
+    }
+}
 
 /// Why the check could not run.
 #[derive(Debug, thiserror::Error)]
@@ -120,35 +168,18 @@ impl CheckError {
 }
 
 /// `sessions check [--help]`: reads the service's Redis settings and
-/// `SESSIONS_KEY_PREFIX`, prints the report, and returns 0 (clean), 1 (problems) or 2
-/// (could not check).
+/// `SESSIONS_KEY_PREFIX` (and no other setting), prints the report, and returns 0
+/// (clean), 1 (problems) or 2 (could not check).
 pub fn main(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!(
-            "usage: sessions check\n\nChecks the sessions under {} (default \"{}\") in the Redis \
-             the service is configured for ({}, {} standalone, cluster or sentinel, \
-             credentials and TLS settings as for the service) for index entries without a \
-             session and sessions missing from their indexes. On a cluster it reads every \
-             primary. Read-only. Exit code 0: clean, 1: problems found, 2: error.",
-            KEY_PREFIX.name,
-            KEY_PREFIX.default_text(),
-            REDIS_URL.name,
-            REDIS_MODE.name,
-        );
+        println!("{}", help());
         return ExitCode::SUCCESS;
     }
     if let Some(extra) = args.first() {
         eprintln!("sessions check: unexpected argument {extra:?} (try --help)");
         return ExitCode::from(2);
     }
-    let cfg = match Config::from_env() {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("sessions check: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let opts = match crate::app::redis_options(&cfg) {
+    let opts = match Target::from_source(&Env) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
             eprintln!("sessions check: REDIS_URL is not set: there is no Redis to check");
@@ -159,17 +190,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let urls: Vec<String> = split_urls(&opts.url).map(mask_url).collect();
-    let mode = match &opts.topology {
-        Topology::Standalone => "standalone".to_owned(),
-        Topology::Cluster => "cluster".to_owned(),
-        Topology::Sentinel { master } => format!("sentinel master {master:?}"),
-    };
-    println!(
-        "sessions check: {mode} {} prefix {:?}",
-        urls.join(","),
-        opts.prefix
-    );
+    println!("sessions check: {}", opts.describe());
     match check(&opts) {
         Ok(report) => {
             print!("{report}");
@@ -186,8 +207,23 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
+/// `sessions check --help`.
+fn help() -> String {
+    format!(
+        "usage: sessions check\n\nChecks the sessions under {} (default \"{}\") in the Redis \
+         the service is configured for ({}, {} standalone, cluster or sentinel, \
+         credentials and TLS settings as for the service) for index entries without a \
+         session and sessions missing from their indexes. On a cluster it reads every \
+         primary. Read-only. Exit code 0: clean, 1: problems found, 2: error.",
+        KEY_PREFIX.name,
+        KEY_PREFIX.default_text(),
+        REDIS_URL.name,
+        REDIS_MODE.name,
+    )
+}
+
 /// Checks every bucket of `opts.prefix` in the Redis `opts` describes.
-pub fn check(opts: &RedisOptions) -> Result<Report, CheckError> {
+pub fn check(opts: &Target) -> Result<Report, CheckError> {
     let prefix = opts.prefix.as_str();
     check_prefix(prefix).map_err(|rule| {
         CheckError::Config(format!("invalid {} {prefix:?}: {rule}", KEY_PREFIX.name))
@@ -281,7 +317,43 @@ fn read_on_owner(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    #[test]
+    fn the_target_is_read_from_the_redis_settings_alone() {
+        let none: HashMap<&str, &str> = [("SESSIONS_LISTEN", "not an address")].into();
+        assert!(
+            Target::from_source(&none).unwrap().is_none(),
+            "no REDIS_URL, nothing to check; settings of the service alone are not read"
+        );
+        let set: HashMap<&str, &str> = [
+            ("REDIS_URL", "rediss://a:1,rediss://b:2"),
+            ("SESSIONS_REDIS_MODE", "sentinel"),
+            ("SESSIONS_REDIS_SENTINEL_MASTER", "m"),
+            ("REDIS_PASSWORD", "pw"),
+            ("SESSIONS_KEY_PREFIX", "p"),
+            ("SESSIONS_REDIS_CA_FILE", "/etc/hostname"),
+        ]
+        .into();
+        let t = Target::from_source(&set).unwrap().unwrap();
+        assert_eq!(t.url, "rediss://a:1,rediss://b:2");
+        assert_eq!(t.prefix, "p");
+        assert_eq!(t.topology, Topology::Sentinel { master: "m".into() });
+        assert_eq!(t.auth.password.as_ref().map(|p| p.expose()), Some("pw"));
+        assert_eq!(t.tls.ca, Some(std::fs::read("/etc/hostname").unwrap()));
+        let secret: HashMap<&str, &str> = [("REDIS_URL", "redis://u:hunter2@h:1/0")].into();
+        let described = Target::from_source(&secret).unwrap().unwrap().describe();
+        assert_eq!(
+            described,
+            "standalone redis://u:***@h:1/0 prefix \"sessions\""
+        );
+        let bad: HashMap<&str, &str> =
+            [("REDIS_URL", "redis://h"), ("SESSIONS_KEY_PREFIX", "{")].into();
+        let err = Target::from_source(&bad).err().unwrap();
+        assert!(err.starts_with("invalid SESSIONS_KEY_PREFIX"), "{err}");
+    }
 
     #[test]
     fn only_topology_changes_are_retried() {

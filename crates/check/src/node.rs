@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::{Connection, ConnectionInfo, ProtocolVersion, Value};
 
 use super::CheckError;
-use crate::store::redis::{client, is_primary, TlsPem};
+use sessions_shared::connect::{client, is_primary, TlsPem};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on one reply: a script over a batch of keys, a SCAN step.

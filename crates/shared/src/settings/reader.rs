@@ -6,15 +6,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::settings::{DefaultValue, Kind, Setting};
-use super::{ConfigError, Secret, Source};
+use super::{ConfigError, DefaultValue, Kind, Setting, Source};
+use crate::connect::Secret;
 
-pub(super) struct Reader<'a> {
+/// Reads settings from one [`Source`].
+pub struct Reader<'a> {
     src: &'a dyn Source,
 }
 
 /// `setting`'s error with `message`.
-pub(super) fn invalid(setting: &Setting, message: impl Into<String>) -> ConfigError {
+pub fn invalid(setting: &Setting, message: impl Into<String>) -> ConfigError {
     ConfigError {
         variable: setting.name,
         message: message.into(),

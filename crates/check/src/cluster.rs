@@ -19,7 +19,8 @@ use redis::{ConnectionInfo, Value};
 
 use super::node::Node;
 use super::CheckError;
-use crate::store::redis::{connection_infos, is_tls, node_at, Credentials, RedisOptions, TlsPem};
+use super::Target;
+use sessions_shared::connect::{connection_infos, is_tls, node_at, Credentials, TlsPem};
 
 /// Slots of a Redis Cluster.
 const SLOTS: u16 = 16384;
@@ -72,7 +73,7 @@ pub(super) struct Cluster {
 
 impl Cluster {
     /// Learns the slot map from the seeds in `opts.url`.
-    pub fn discover(opts: &RedisOptions) -> Result<Cluster, CheckError> {
+    pub fn discover(opts: &Target) -> Result<Cluster, CheckError> {
         let seeds = connection_infos(&opts.url, &opts.auth).map_err(CheckError::Config)?;
         let template = seeds
             .first()
