@@ -115,8 +115,15 @@ pub struct Config {
     /// `SESSIONS_REUSE`: open_session reuses the active session of the same
     /// user, address and client.
     pub reuse: bool,
-    /// `SESSIONS_IDLE_TIMEOUT`: an active session idle longer is closed by the sweep.
+    /// `SESSIONS_IDLE_TIMEOUT`: an active session expires this long after its last
+    /// request_time.
     pub idle_timeout: Duration,
+    /// `SESSIONS_ABSOLUTE_LIFETIME`: an active session expires this long after its
+    /// open_time however busy it is; `None` (configured as 0): no such limit.
+    pub absolute_lifetime: Option<Duration>,
+    /// `SESSIONS_MAX_PER_USER` and `SESSIONS_MAX_PER_USER_POLICY`: the most active
+    /// sessions one user may have (0: no cap), and what a new one past it does.
+    pub max_per_user: crate::store::SessionCap,
     /// `SESSIONS_SWEEP_INTERVAL`: how often each replica sweeps (with jitter).
     pub sweep_interval: Duration,
     /// `SESSIONS_RETENTION`: how long closed sessions stay; `None` keeps them forever.
@@ -147,6 +154,7 @@ impl Config {
         let redis_url = r.src.get("REDIS_URL").filter(|s| !s.trim().is_empty());
         let redis = r.redis(redis_url.as_deref())?;
         let retention = r.duration("SESSIONS_RETENTION", Duration::from_secs(30 * 86_400))?;
+        let absolute_lifetime = r.duration("SESSIONS_ABSOLUTE_LIFETIME", Duration::ZERO)?;
         let cfg = Config {
             listen: r.addr("SESSIONS_LISTEN", "0.0.0.0:8807")?,
             admin_listen: r.addr("SESSIONS_ADMIN_LISTEN", "0.0.0.0:9807")?,
@@ -184,6 +192,23 @@ impl Config {
             max_take: r.number("SESSIONS_MAX_TAKE", 100, 1, 100_000)? as u64,
             reuse: r.boolean("SESSIONS_REUSE", true)?,
             idle_timeout: r.duration("SESSIONS_IDLE_TIMEOUT", Duration::from_secs(86_400))?,
+            absolute_lifetime: (!absolute_lifetime.is_zero()).then_some(absolute_lifetime),
+            max_per_user: crate::store::SessionCap {
+                max: r.number("SESSIONS_MAX_PER_USER", 0, 0, 1_000_000)? as u32,
+                policy: match r
+                    .string("SESSIONS_MAX_PER_USER_POLICY", "close_oldest")
+                    .as_str()
+                {
+                    "close_oldest" => crate::store::CapPolicy::CloseOldest,
+                    "refuse" => crate::store::CapPolicy::Refuse,
+                    other => {
+                        return Err(ConfigError {
+                            variable: "SESSIONS_MAX_PER_USER_POLICY",
+                            message: format!("{other:?} is not close_oldest or refuse"),
+                        })
+                    }
+                },
+            },
             sweep_interval: r.duration("SESSIONS_SWEEP_INTERVAL", Duration::from_secs(900))?,
             retention: (!retention.is_zero()).then_some(retention),
             sweep_batch: r.number("SESSIONS_SWEEP_BATCH", 500, 1, 100_000)?,
@@ -499,6 +524,7 @@ impl Config {
     pub fn sweep(&self) -> crate::sweeper::SweepConfig {
         crate::sweeper::SweepConfig {
             idle_timeout: self.idle_timeout,
+            absolute_lifetime: self.absolute_lifetime,
             interval: self.sweep_interval,
             jitter: 0.2,
             retention: self.retention,
@@ -535,6 +561,33 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.sweep_interval, Duration::from_secs(900));
         assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.absolute_lifetime, None);
+        assert_eq!(c.max_per_user, crate::store::SessionCap::default());
+        assert_eq!(c.max_per_user.max, 0, "no cap");
+        assert_eq!(c.max_per_user.policy, crate::store::CapPolicy::CloseOldest);
+    }
+
+    #[test]
+    fn session_policy_settings() {
+        let c = cfg(&[
+            ("SESSIONS_ABSOLUTE_LIFETIME", "12h"),
+            ("SESSIONS_MAX_PER_USER", "5"),
+            ("SESSIONS_MAX_PER_USER_POLICY", "refuse"),
+        ])
+        .unwrap();
+        assert_eq!(c.absolute_lifetime, Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(c.sweep().absolute_lifetime, c.absolute_lifetime);
+        assert_eq!(c.max_per_user.max, 5);
+        assert_eq!(c.max_per_user.policy, crate::store::CapPolicy::Refuse);
+        let c = cfg(&[("SESSIONS_ABSOLUTE_LIFETIME", "0")]).unwrap();
+        assert_eq!(c.absolute_lifetime, None, "0 means none");
+        for (var, val) in [
+            ("SESSIONS_ABSOLUTE_LIFETIME", "forever"),
+            ("SESSIONS_MAX_PER_USER", "-1"),
+            ("SESSIONS_MAX_PER_USER_POLICY", "lru"),
+        ] {
+            assert_eq!(cfg(&[(var, val)]).unwrap_err().variable, var);
+        }
     }
 
     #[test]

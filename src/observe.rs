@@ -30,6 +30,7 @@ pub fn cmd_label(cmd: commands::Cmd) -> metrics::Cmd {
         C::CloseExpiredSessions => M::CloseExpiredSessions,
         C::DeleteSession => M::DeleteSession,
         C::DeleteSessionById => M::DeleteSessionById,
+        C::CloseUserSessions => M::CloseUserSessions,
     }
 }
 

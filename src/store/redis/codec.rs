@@ -8,6 +8,7 @@
 use redis::Value;
 use serde_json::value::RawValue;
 
+use crate::lifecycle::CloseReason;
 use crate::model::{JsonText, Millis, Session};
 use crate::store::{StoreError, StoreResult};
 
@@ -85,6 +86,31 @@ pub(crate) fn int(v: &Value) -> StoreResult<i64> {
 /// A count reply as u64 (counts are never negative).
 pub(crate) fn count(v: &Value) -> StoreResult<u64> {
     int(v).map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+/// An array of counts (the per-reason counts a closing script answers).
+pub(crate) fn counts(v: Value) -> StoreResult<Vec<u64>> {
+    match v {
+        Value::Array(items) => items.iter().map(count).collect(),
+        other => Err(unexpected("an array of counts", &other)),
+    }
+}
+
+/// Why a script closed a session: `logout`, `idle` or `absolute`, or `none` when it
+/// found the session closed already.
+pub(crate) fn close_reason(v: &Value) -> StoreResult<Option<CloseReason>> {
+    let name = match v {
+        Value::BulkString(b) => b.as_slice(),
+        Value::SimpleString(s) => s.as_bytes(),
+        other => return Err(unexpected("a close reason", other)),
+    };
+    match name {
+        b"none" => Ok(None),
+        b"logout" => Ok(Some(CloseReason::Logout)),
+        b"idle" => Ok(Some(CloseReason::Idle)),
+        b"absolute" => Ok(Some(CloseReason::Absolute)),
+        _ => Err(corrupt("an unknown close reason")),
+    }
 }
 
 pub(crate) fn unexpected(what: &str, got: &Value) -> StoreError {

@@ -18,12 +18,36 @@
 --
 -- A session hash holds: id, user_id, user_name, active ("1"/"0"), open_time,
 -- request_time, close_time, address, client, user, data, rk. An absent field is null.
+--
+-- Expiry is judged by every script at the `now` the service passes, with the idle
+-- timeout and the absolute lifetime (milliseconds; lifetime 0 = none) passed with it:
+-- see expiry() below, the same rule as the service's lifecycle module.
 
 local OA, OC, EXP, RET, REUSE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local BASE = ARGV[1]
 
 local function session_key(id)
   return BASE .. 's:' .. id
+end
+
+-- Milliseconds as text for a field, score or reply: an integer, never "1.8e+12".
+local function ms(x)
+  return string.format('%.0f', x)
+end
+
+-- When an active session expires, and why: at request_time + idle, or at
+-- open_time + life when that comes first or at the same millisecond (life 0: no
+-- absolute lifetime). It is expired from that instant on (now >= the instant).
+-- Returns the instant (a number) and 'idle' or 'absolute'.
+local function expiry(request_time, open_time, idle, life)
+  local at = tonumber(request_time) + idle
+  if life > 0 then
+    local limit = tonumber(open_time) + life
+    if limit <= at then
+      return limit, 'absolute'
+    end
+  end
+  return at, 'idle'
 end
 
 -- Drops the reuse entry of rk when it still points at id.
@@ -34,7 +58,8 @@ local function release_reuse(rk, id)
 end
 
 -- Closes the active session id whose hash is at key; uid, open_time and rk come from
--- the hash. Same effect as close_session: user and data cleared, times set to now.
+-- the hash. Same effect as close_session: user and data cleared, close_time and
+-- request_time set to `now` (the instant the session ended, as text).
 local function close_active(key, id, uid, open_time, rk, now)
   redis.call('HSET', key, 'active', '0', 'close_time', now, 'request_time', now)
   redis.call('HDEL', key, 'user', 'data')
@@ -62,15 +87,16 @@ local function remove_session(key, id, uid, rk)
   release_reuse(rk, id)
 end
 
--- Sets (or, without a value, removes) one JSON field of an active session and its
--- request_time. Returns false when the session is gone, 0 when it is closed, else the
--- session as a flat HGETALL array.
-local function set_json_field(key, id, field, now, value)
-  local f = redis.call('HMGET', key, 'active', 'rk')
+-- Sets (or, without a value, removes) one JSON field of a live session and its
+-- request_time. Returns false when the session is gone, 0 when it is closed or has
+-- expired (left for the sweep to close at the instant it expired), else the session
+-- as a flat HGETALL array.
+local function set_json_field(key, id, field, now, idle, life, value)
+  local f = redis.call('HMGET', key, 'active', 'rk', 'request_time', 'open_time')
   if not f[1] then
     return false
   end
-  if f[1] ~= '1' then
+  if f[1] ~= '1' or expiry(f[3], f[4], idle, life) <= tonumber(now) then
     return 0
   end
   if value then

@@ -1,16 +1,28 @@
 -- open_session. KEYS[6] the new session's hash, KEYS[7] the user's active index.
 -- ARGV[2] new id, ARGV[3] "1" to reuse, ARGV[4] now, ARGV[5] user_id, ARGV[6] reuse key,
--- ARGV[7..] field/value pairs of the optional fields that are not null.
--- Returns {1, HGETALL} for a reused session, {0} for a new one (the caller has every
--- field already), {3, HGETALL} when this very call ran before, {2} when the new id is
--- taken (the caller draws another).
+-- ARGV[7] idle timeout, ARGV[8] absolute lifetime (ms), ARGV[9] the most active
+-- sessions a user may have (0: no cap), ARGV[10] 'close_oldest' or 'refuse',
+-- ARGV[11..] field/value pairs of the optional fields that are not null.
+-- Returns {1, HGETALL} for a reused session, {0, evicted} for a new one (the caller
+-- has every field already; evicted: how many of the user's sessions it closed to
+-- stay within the cap), {3, HGETALL} when this very call ran before, {2} when the new
+-- id is taken (the caller draws another), {4} when the cap refuses the open.
 local id, now, rk = ARGV[2], ARGV[4], ARGV[6]
+local now_n, idle, life = tonumber(now), tonumber(ARGV[7]), tonumber(ARGV[8])
+
+-- Whether the active session whose hash fields are f (active, request_time,
+-- open_time) is still live now.
+local function live(f)
+  return f[1] == '1' and expiry(f[2], f[3], idle, life) > now_n
+end
 
 if ARGV[3] == '1' then
   local rid = redis.call('HGET', REUSE, rk)
   if rid then
     local key = session_key(rid)
-    if redis.call('HGET', key, 'active') == '1' then
+    -- An expired session is never reused: the new one takes its reuse slot, and the
+    -- sweep closes it at the instant it expired.
+    if live(redis.call('HMGET', key, 'active', 'request_time', 'open_time')) then
       redis.call('HSET', key, 'request_time', now)
       redis.call('ZADD', EXP, now, rid)
       return {1, redis.call('HGETALL', key)}
@@ -29,10 +41,43 @@ if taken[1] then
   end
   return {2}
 end
+
+-- The per-user cap: count the user's live sessions (expired ones do not count); at
+-- the cap, refuse, or close the least recently used (oldest request_time, then id).
+local evicted = 0
+local cap = tonumber(ARGV[9])
+if cap > 0 then
+  local sessions = {}
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do
+    local f = redis.call('HMGET', session_key(sid), 'active', 'request_time', 'open_time')
+    if live(f) then
+      sessions[#sessions + 1] = {tonumber(f[2]), sid}
+    end
+  end
+  if #sessions >= cap then
+    if ARGV[10] == 'refuse' then
+      return {4}
+    end
+    table.sort(sessions, function(a, b)
+      if a[1] ~= b[1] then
+        return a[1] < b[1]
+      end
+      return a[2] < b[2]
+    end)
+    evicted = #sessions - cap + 1
+    for i = 1, evicted do
+      local sid = sessions[i][2]
+      local key = session_key(sid)
+      local g = redis.call('HMGET', key, 'user_id', 'open_time', 'rk')
+      close_active(key, sid, g[1], g[2], g[3], now)
+    end
+  end
+end
+
 redis.call('HSET', KEYS[6], 'id', id, 'user_id', ARGV[5], 'active', '1',
-  'open_time', now, 'request_time', now, 'rk', rk, unpack(ARGV, 7))
+  'open_time', now, 'request_time', now, 'rk', rk, unpack(ARGV, 11))
 redis.call('ZADD', KEYS[7], now, id)
 redis.call('ZADD', OA, now, id)
 redis.call('ZADD', EXP, now, id)
 redis.call('HSET', REUSE, rk, id)
-return {0}
+return {0, evicted}
