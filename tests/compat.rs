@@ -1,7 +1,9 @@
 //! Protocol compatibility with real, unmodified npm Seneca clients.
 //!
 //! Each test starts the built `sessions` binary (embedded store, or a throwaway
-//! redis-server), then runs `tests/compat/drive.js` with one client generation:
+//! redis-server) with a per-user cap of [`MAX_PER_USER`] sessions (policy `refuse`,
+//! so the scenario sees SESSION_LIMIT), then runs `tests/compat/drive.js` with one
+//! client generation:
 //! `v8` (seneca 3.38.0 + seneca-transport 8.3.0, the latest) and `v2` (seneca 3.6.0 +
 //! seneca-transport 2.4.0, 2017). The script carries the assertions for every command
 //! and prints `N passed, N failed`; this test asserts it ran and nothing failed.
@@ -20,6 +22,10 @@ use std::time::{Duration, Instant};
 
 use common::node::{client_dir, compat_dir};
 use common::redis_server::RedisServer;
+
+/// The service's SESSIONS_MAX_PER_USER in these tests: above what any other section of
+/// the scenario opens for one user, so only the cap section meets it.
+const MAX_PER_USER: u32 = 6;
 
 /// The `sessions` binary under test, killed when dropped.
 struct Service {
@@ -42,6 +48,8 @@ impl Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessions"));
         cmd.env("SESSIONS_LISTEN", format!("127.0.0.1:{port}"))
             .env("SESSIONS_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+            .env("SESSIONS_MAX_PER_USER", MAX_PER_USER.to_string())
+            .env("SESSIONS_MAX_PER_USER_POLICY", "refuse")
             .env_remove("REDIS_URL")
             .env_remove("SESSIONS_KEY_PREFIX")
             // The log goes to a file that is shown on failure: plain text reads best.
@@ -112,6 +120,7 @@ fn drive(generation: &str, service: &Service) {
         .arg(&dir)
         .arg("127.0.0.1")
         .arg(service.port.to_string())
+        .arg(MAX_PER_USER.to_string())
         .stdin(Stdio::null())
         .output()
         .expect("run node tests/compat/drive.js");

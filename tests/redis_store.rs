@@ -334,6 +334,11 @@ async fn every_mutation_survives_a_script_flush() {
     assert!(!c.session.active);
     flush().exec_async(&mut conn).await.unwrap();
     assert!(s.delete(&a.session.id).await.unwrap().is_some());
+    let w = s.open(open_req("w", T0)).await.unwrap().session;
+    flush().exec_async(&mut conn).await.unwrap();
+    let revoked = s.close_user("w", None, common::at(T0 + 5)).await.unwrap();
+    assert_eq!(revoked.total(), 1);
+    assert!(s.delete(&w.id).await.unwrap().is_some());
 
     let b = s.open(open_req("v", T0)).await.unwrap().session;
     let bucket = bucket_of_user("v");
