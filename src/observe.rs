@@ -90,6 +90,25 @@ mod tests {
         for cmd in commands::Cmd::ALL {
             assert_eq!(cmd_label(cmd).as_str(), cmd.name());
         }
+        // Every application error has an outcome label of its own.
+        for e in [
+            commands::CommandError::invalid("f", "m"),
+            commands::CommandError::DataTooLarge {
+                field: "data",
+                size: 2,
+                limit: 1,
+            },
+            commands::CommandError::SessionClosed {
+                session_id: "s".into(),
+            },
+            commands::CommandError::SessionLimit { limit: 3 },
+            commands::CommandError::StoreUnavailable,
+            commands::CommandError::Internal,
+        ] {
+            let outcome = Outcome::from_label(e.outcome());
+            assert!(outcome.is_some(), "{e:?}");
+            assert_eq!(e.outcome(), e.code().to_ascii_lowercase());
+        }
         for kind in [
             protocol::ProtocolErrorKind::LineTooLong,
             protocol::ProtocolErrorKind::InvalidJson,

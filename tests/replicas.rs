@@ -21,7 +21,7 @@ use common::redis_server::RedisServer;
 /// One fleet at a time: the tests count requests per replica, and the machine is small.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "get_sessions",
     "get_session_by_id",
     "open_session",
@@ -31,6 +31,7 @@ const COMMANDS: [&str; 9] = [
     "close_expired_sessions",
     "delete_session",
     "delete_session_by_id",
+    "close_user_sessions",
 ];
 
 struct Setup {

@@ -248,7 +248,7 @@ fn matches(q: &ListQuery, s: &Session) -> bool {
         && q.to.is_none_or(|t| s.open_time < t)
 }
 
-/// How often open draws another id when the drawn one exists (120 random bits: never,
+/// How often open draws another id when the drawn one exists (114 random bits: never,
 /// in practice).
 const OPEN_ATTEMPTS: usize = 3;
 

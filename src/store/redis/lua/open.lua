@@ -32,7 +32,7 @@ end
 
 local taken = redis.call('HMGET', KEYS[6], 'user_id', 'open_time')
 if taken[1] then
-  -- Ids are 120 random bits: an existing hash of this user opened at this very
+  -- Ids carry 114 random bits: an existing hash of this user opened at this very
   -- millisecond is this call's own earlier run (the cluster client sends a script
   -- again when the connection broke after sending). Answer as that run did, instead
   -- of opening a second session.
