@@ -27,11 +27,10 @@
 //!
 //! One Lua script per mutating command (`lua/*.lua`, loaded by `scripts.rs`): open,
 //! store_data, update_user, close, close_user, delete, and the expire and purge
-//! batches. Each one
-//! touches only keys of one bucket. Keys known before the call (the bucket's indexes,
-//! the session hash, the user's active set at open) are passed as KEYS; keys a script
-//! can only learn from data (the user sets named after the hash's user_id, the hashes
-//! of ids found in an index) are built inside the script from the bucket base
+//! batches. Each one touches only keys of one bucket. Keys known before the call (the
+//! bucket's indexes, the session hash, the user's active set at open and close_user)
+//! are passed as KEYS; keys a script can only learn from data (the user sets named
+//! after the hash's user_id, the hashes of ids found in an index) are built inside the script from the bucket base
 //! `P:{NN}:` passed as `ARGV[1]`. They carry the same hash tag, so they are in the slot
 //! of the declared keys, which is what Redis Cluster requires; the scripts' `#!lua`
 //! shebang makes Redis 7 enforce it. Every script checks the session exists before
@@ -57,9 +56,9 @@
 //! from the indexes, rows by one pipelined HGETALL, index entries whose hash is gone
 //! removed on the way (lazy repair); with the `active` filter, the expire batch runs
 //! first on the buckets the query reads, at the query's `now`, so the active and
-//! closed indexes agree with exact expiry. counts
-//! is one pipelined ZCARD of every bucket's active and closed sets. ("One pipeline"
-//! is one per node on a single server, one per bucket on a cluster.)
+//! closed indexes agree with exact expiry. counts is one pipelined ZCARD of every
+//! bucket's active and closed sets. ("One pipeline" is one per node on a single
+//! server, one per bucket on a cluster.)
 //!
 //! # Connections
 //!
@@ -144,14 +143,12 @@ impl RedisStore {
         value: Option<JsonText>,
         at: At,
     ) -> StoreResult<Option<Session>> {
-        let Some(bucket) = bucket_of_session(id) else {
+        let deadline = self.redis.deadline();
+        let Some(mut cmd) = self.on_session(lua, id) else {
             return Ok(None);
         };
-        let deadline = self.redis.deadline();
-        let skey = self.keys.session(bucket, id);
-        let mut cmd = lua.evalsha(self.keys.bucket(bucket), &[&skey]);
-        cmd.arg(id).arg(at.now);
-        lifetimes(&mut cmd, &at);
+        cmd.arg(at.now);
+        cutoffs(&mut cmd, &at);
         if let Some(v) = &value {
             cmd.arg(v.get());
         }
@@ -159,6 +156,16 @@ impl RedisStore {
             Value::Int(0) => Err(StoreError::SessionClosed),
             v => codec::session(v),
         }
+    }
+
+    /// An EVALSHA of `lua` on the hash of session `id` (KEYS[6]), with the id as its
+    /// first argument after the bucket base; `None` for an id that is not one of ours.
+    fn on_session(&self, lua: &Lua, id: &str) -> Option<redis::Cmd> {
+        let bucket = bucket_of_session(id)?;
+        let skey = self.keys.session(bucket, id);
+        let mut cmd = lua.evalsha(self.keys.bucket(bucket), &[&skey]);
+        cmd.arg(id);
+        Some(cmd)
     }
 
     /// One expiry batch over a bucket (the sweep's step, and the settling a listing
@@ -230,11 +237,23 @@ impl RedisStore {
     }
 }
 
-/// The lifetimes every expiry-judging script takes after `now`: the idle timeout and
-/// the absolute lifetime in milliseconds (0: none).
+/// What a script that closes expired sessions takes after `now`: the idle timeout and
+/// the absolute lifetime in milliseconds (0: none), to compute the instant each one
+/// expired.
 fn lifetimes(cmd: &mut redis::Cmd, at: &At) {
     cmd.arg(at.lifetimes.idle)
         .arg(at.lifetimes.absolute.unwrap_or(0));
+}
+
+/// What a script that only asks whether a session is live takes: the cutoffs
+/// `now - idle` and `now - lifetime` (empty: no absolute lifetime). A session last
+/// touched at or before the first, or opened at or before the second, has expired.
+fn cutoffs(cmd: &mut redis::Cmd, at: &At) {
+    cmd.arg(at.idle_cutoff());
+    match at.lifetime_cutoff() {
+        Some(c) => cmd.arg(c),
+        None => cmd.arg(""),
+    };
 }
 
 /// Sessions one expire batch of a listing's settling closes at most.
@@ -312,7 +331,7 @@ impl Store for RedisStore {
                 .arg(now)
                 .arg(&req.user_id)
                 .arg(&rk);
-            lifetimes(&mut cmd, &req.at);
+            cutoffs(&mut cmd, &req.at);
             cmd.arg(req.cap.max).arg(req.cap.policy.as_str());
             let optional = [
                 ("user_name", req.user_name.as_deref()),
@@ -401,14 +420,12 @@ impl Store for RedisStore {
     }
 
     async fn close(&self, id: &str, at: At) -> StoreResult<Option<Closed>> {
-        let Some(bucket) = bucket_of_session(id) else {
-            return Ok(None);
-        };
         let deadline = self.redis.deadline();
         let lua = &SCRIPTS.close;
-        let skey = self.keys.session(bucket, id);
-        let mut cmd = lua.evalsha(self.keys.bucket(bucket), &[&skey]);
-        cmd.arg(id).arg(at.now);
+        let Some(mut cmd) = self.on_session(lua, id) else {
+            return Ok(None);
+        };
+        cmd.arg(at.now);
         lifetimes(&mut cmd, &at);
         let reply = self.redis.script(lua, &cmd, deadline).await?;
         let mut parts = match reply {
@@ -442,14 +459,11 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, id: &str) -> StoreResult<Option<Session>> {
-        let Some(bucket) = bucket_of_session(id) else {
-            return Ok(None);
-        };
         let deadline = self.redis.deadline();
         let lua = &SCRIPTS.delete;
-        let skey = self.keys.session(bucket, id);
-        let mut cmd = lua.evalsha(self.keys.bucket(bucket), &[&skey]);
-        cmd.arg(id);
+        let Some(cmd) = self.on_session(lua, id) else {
+            return Ok(None);
+        };
         codec::session(self.redis.script(lua, &cmd, deadline).await?)
     }
 

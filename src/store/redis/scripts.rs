@@ -1,7 +1,8 @@
 //! The Lua scripts, one per mutating command, and how a call to one is built. Each
 //! script is `lua/common.lua` (shebang, calling convention, shared helpers) followed
-//! by its own file; they are sent by SHA1 (EVALSHA), and as text (EVAL, which caches
-//! them) when Redis answers NOSCRIPT.
+//! by its own file, with `lua/expiry.lua` (the expiry instant) in between for the
+//! scripts that close expired sessions; they are sent by SHA1 (EVALSHA), and as text
+//! (EVAL, which caches them) when Redis answers NOSCRIPT.
 //!
 //! Every script takes the five per-bucket keys as KEYS[1..5] (see [`Lua::evalsha`])
 //! and the bucket base `P:{NN}:` as ARGV[1], from which it builds the keys it only
@@ -19,6 +20,16 @@ macro_rules! lua {
             $name,
             concat!(
                 include_str!("lua/common.lua"),
+                include_str!(concat!("lua/", $name, ".lua"))
+            ),
+        )
+    };
+    ($name:literal, with expiry) => {
+        Lua::new(
+            $name,
+            concat!(
+                include_str!("lua/common.lua"),
+                include_str!("lua/expiry.lua"),
                 include_str!(concat!("lua/", $name, ".lua"))
             ),
         )
@@ -50,10 +61,10 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     open: lua!("open"),
     store_data: lua!("store_data"),
     update_user: lua!("update_user"),
-    close: lua!("close"),
-    close_user: lua!("close_user"),
+    close: lua!("close", with expiry),
+    close_user: lua!("close_user", with expiry),
     delete: lua!("delete"),
-    expire: lua!("expire"),
+    expire: lua!("expire", with expiry),
     purge: lua!("purge"),
 });
 

@@ -10,8 +10,8 @@ if not f[1] then
 end
 local why = 'none'
 if f[1] == '1' then
-  local at, reason = expiry(f[5], f[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
-  if at <= tonumber(now) then
+  local at, reason = expiry(f[5], f[3], ARGV[4] + 0, ARGV[5] + 0)
+  if at <= now + 0 then
     close_active(key, id, f[2], f[3], f[4], ms(at))
     why = reason
   else

@@ -3,8 +3,8 @@
 -- Closes every active session of the user but the one to keep, as close_session
 -- does; one that had expired is closed at the instant it expired, the kept one
 -- included. Returns {revoked, closed for idleness, closed for the absolute lifetime}.
-local now = tonumber(ARGV[2])
-local idle, life, keep = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local now = ARGV[2] + 0
+local idle, life, keep = ARGV[3] + 0, ARGV[4] + 0, ARGV[5]
 local revoked, idle_n, abs_n = 0, 0, 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
   local key = session_key(id)

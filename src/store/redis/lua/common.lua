@@ -19,9 +19,14 @@
 -- A session hash holds: id, user_id, user_name, active ("1"/"0"), open_time,
 -- request_time, close_time, address, client, user, data, rk. An absent field is null.
 --
--- Expiry is judged by every script at the `now` the service passes, with the idle
--- timeout and the absolute lifetime (milliseconds; lifetime 0 = none) passed with it:
--- see expiry() below, the same rule as the service's lifecycle module.
+-- Expiry is judged by every script at the `now` the service passes, by the same rule
+-- as the service's lifecycle module. Scripts that only need to know whether a
+-- session is still live get the two cutoffs `now - idle` and `now - lifetime` (''
+-- for none; live() below). Scripts that close expired sessions (close, close_user,
+-- expire) get the idle timeout and the absolute lifetime instead, to compute the
+-- instant each one expired: `expiry.lua` comes between this head and their own file.
+-- Every helper here is a closure made on every call of every script, so the head
+-- holds only what the hot paths need.
 
 local OA, OC, EXP, RET, REUSE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local BASE = ARGV[1]
@@ -30,24 +35,16 @@ local function session_key(id)
   return BASE .. 's:' .. id
 end
 
--- Milliseconds as text for a field, score or reply: an integer, never "1.8e+12".
-local function ms(x)
-  return string.format('%.0f', x)
+-- The cutoffs of live() from two script arguments: `now - idle`, and `now - lifetime`
+-- or '' (no absolute lifetime, returned as false).
+local function cutoffs(idle_arg, life_arg)
+  return idle_arg + 0, life_arg ~= '' and life_arg + 0
 end
 
--- When an active session expires, and why: at request_time + idle, or at
--- open_time + life when that comes first or at the same millisecond (life 0: no
--- absolute lifetime). It is expired from that instant on (now >= the instant).
--- Returns the instant (a number) and 'idle' or 'absolute'.
-local function expiry(request_time, open_time, idle, life)
-  local at = tonumber(request_time) + idle
-  if life > 0 then
-    local limit = tonumber(open_time) + life
-    if limit <= at then
-      return limit, 'absolute'
-    end
-  end
-  return at, 'idle'
+-- Whether an active session is still live: last touched after idle_cut, and opened
+-- after life_cut (false: no absolute lifetime). The same as expiry() > now.
+local function live(request_time, open_time, idle_cut, life_cut)
+  return request_time + 0 > idle_cut and (not life_cut or open_time + 0 > life_cut)
 end
 
 -- Drops the reuse entry of rk when it still points at id.
@@ -88,15 +85,15 @@ local function remove_session(key, id, uid, rk)
 end
 
 -- Sets (or, without a value, removes) one JSON field of a live session and its
--- request_time. Returns false when the session is gone, 0 when it is closed or has
--- expired (left for the sweep to close at the instant it expired), else the session
--- as a flat HGETALL array.
-local function set_json_field(key, id, field, now, idle, life, value)
+-- request_time; idle_cut and life_cut as for live(). Returns false when the session
+-- is gone, 0 when it is closed or has expired (left for the sweep to close at the
+-- instant it expired), else the session as a flat HGETALL array.
+local function set_json_field(key, id, field, now, idle_cut, life_cut, value)
   local f = redis.call('HMGET', key, 'active', 'rk', 'request_time', 'open_time')
   if not f[1] then
     return false
   end
-  if f[1] ~= '1' or expiry(f[3], f[4], idle, life) <= tonumber(now) then
+  if f[1] ~= '1' or not live(f[3], f[4], idle_cut, life_cut) then
     return 0
   end
   if value then

@@ -5,8 +5,8 @@
 -- absolute lifetime (from oa, by open_time). Returns {closed for idleness, closed for
 -- the absolute lifetime, 1 when it stopped at the limit (more may be due) else 0}.
 -- Atomic, so concurrent sweeps never close one twice.
-local now = tonumber(ARGV[2])
-local idle, life, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = ARGV[2] + 0
+local idle, life, limit = ARGV[3] + 0, ARGV[4] + 0, ARGV[5] + 0
 local idle_n, abs_n, seen = 0, 0, 0
 
 -- Closes the sessions of ids (read from index, where the hash field `scored` is the

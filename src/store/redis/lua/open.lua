@@ -1,31 +1,39 @@
 -- open_session. KEYS[6] the new session's hash, KEYS[7] the user's active index.
 -- ARGV[2] new id, ARGV[3] "1" to reuse, ARGV[4] now, ARGV[5] user_id, ARGV[6] reuse key,
--- ARGV[7] idle timeout, ARGV[8] absolute lifetime (ms), ARGV[9] the most active
--- sessions a user may have (0: no cap), ARGV[10] 'close_oldest' or 'refuse',
+-- ARGV[7] and ARGV[8] the idle and lifetime cutoffs (see live()), ARGV[9] the most
+-- active sessions a user may have (0: no cap), ARGV[10] 'close_oldest' or 'refuse',
 -- ARGV[11..] field/value pairs of the optional fields that are not null.
 -- Returns {1, HGETALL} for a reused session, {0, evicted} for a new one (the caller
 -- has every field already; evicted: how many of the user's sessions it closed to
 -- stay within the cap), {3, HGETALL} when this very call ran before, {2} when the new
 -- id is taken (the caller draws another), {4} when the cap refuses the open.
 local id, now, rk = ARGV[2], ARGV[4], ARGV[6]
-local now_n, idle, life = tonumber(now), tonumber(ARGV[7]), tonumber(ARGV[8])
-
--- Whether the active session whose hash fields are f (active, request_time,
--- open_time) is still live now.
-local function live(f)
-  return f[1] == '1' and expiry(f[2], f[3], idle, life) > now_n
-end
+local idle_cut, life_cut = cutoffs(ARGV[7], ARGV[8])
 
 if ARGV[3] == '1' then
   local rid = redis.call('HGET', REUSE, rk)
   if rid then
+    -- One read serves the check and the answer (the hot path of open).
     local key = session_key(rid)
+    local all = redis.call('HGETALL', key)
+    local active, rt, ot
+    for i = 1, #all, 2 do
+      local f = all[i]
+      if f == 'active' then
+        active = all[i + 1]
+      elseif f == 'request_time' then
+        rt = i + 1
+      elseif f == 'open_time' then
+        ot = all[i + 1]
+      end
+    end
     -- An expired session is never reused: the new one takes its reuse slot, and the
     -- sweep closes it at the instant it expired.
-    if live(redis.call('HMGET', key, 'active', 'request_time', 'open_time')) then
+    if active == '1' and live(all[rt], ot, idle_cut, life_cut) then
       redis.call('HSET', key, 'request_time', now)
       redis.call('ZADD', EXP, now, rid)
-      return {1, redis.call('HGETALL', key)}
+      all[rt] = now
+      return {1, all}
     end
   end
 end
@@ -45,13 +53,13 @@ end
 -- The per-user cap: count the user's live sessions (expired ones do not count); at
 -- the cap, refuse, or close the least recently used (oldest request_time, then id).
 local evicted = 0
-local cap = tonumber(ARGV[9])
+local cap = ARGV[9] + 0
 if cap > 0 then
   local sessions = {}
   for _, sid in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do
     local f = redis.call('HMGET', session_key(sid), 'active', 'request_time', 'open_time')
-    if live(f) then
-      sessions[#sessions + 1] = {tonumber(f[2]), sid}
+    if f[1] == '1' and live(f[2], f[3], idle_cut, life_cut) then
+      sessions[#sessions + 1] = {f[2] + 0, sid}
     end
   end
   if #sessions >= cap then
