@@ -379,10 +379,16 @@ impl Store for RedisStore {
                         evicted,
                     });
                 }
-                // 1: reused; 3: created by this call's own earlier run (sent twice).
+                // 1: reused (its fields by position); 3: created by this call's own
+                // earlier run (sent twice; HGETALL).
                 1 | 3 => {
                     let fields = parts.get_mut(1).map(std::mem::take).unwrap_or_default();
-                    let session = codec::session(fields)?.ok_or_else(|| {
+                    let session = if flag == 1 {
+                        codec::session_fields(fields)?
+                    } else {
+                        codec::session(fields)?
+                    };
+                    let session = session.ok_or_else(|| {
                         StoreError::Internal("opened session without fields".into())
                     })?;
                     return Ok(Opened {

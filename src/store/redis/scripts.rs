@@ -141,6 +141,21 @@ mod tests {
     }
 
     #[test]
+    fn open_reads_the_fields_the_codec_decodes_by_position() {
+        let listed = super::super::codec::SESSION_FIELDS
+            .iter()
+            .map(|f| format!("'{f}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The HMGET in open.lua, with its line break taken out.
+        let body = SCRIPTS.open.body.replace(",\n      ", ", ");
+        assert!(
+            body.contains(&format!("redis.call('HMGET', key, {listed})")),
+            "open.lua's HMGET must list {listed}"
+        );
+    }
+
+    #[test]
     fn eval_carries_the_text_and_the_same_keys_and_arguments() {
         let keys = super::super::keys::Keys::new("p");
         let lua = &SCRIPTS.close;

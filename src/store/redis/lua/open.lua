@@ -3,7 +3,8 @@
 -- ARGV[7] and ARGV[8] the idle and lifetime cutoffs (see live()), ARGV[9] the most
 -- active sessions a user may have (0: no cap), ARGV[10] 'close_oldest' or 'refuse',
 -- ARGV[11..] field/value pairs of the optional fields that are not null.
--- Returns {1, HGETALL} for a reused session, {0, evicted} for a new one (the caller
+-- Returns {1, fields} for a reused session (HMGET of the session fields, by
+-- position), {0, evicted} for a new one (the caller
 -- has every field already; evicted: how many of the user's sessions it closed to
 -- stay within the cap), {3, HGETALL} when this very call ran before, {2} when the new
 -- id is taken (the caller draws another), {4} when the cap refuses the open.
@@ -13,27 +14,19 @@ local idle_cut, life_cut = cutoffs(ARGV[7], ARGV[8])
 if ARGV[3] == '1' then
   local rid = redis.call('HGET', REUSE, rk)
   if rid then
-    -- One read serves the check and the answer (the hot path of open).
+    -- One read serves the check and the answer (the hot path of open): the session's
+    -- fields in a fixed order, which the service decodes by position (SESSION_FIELDS
+    -- in codec.rs); an absent field comes back as nil.
     local key = session_key(rid)
-    local all = redis.call('HGETALL', key)
-    local active, rt, ot
-    for i = 1, #all, 2 do
-      local f = all[i]
-      if f == 'active' then
-        active = all[i + 1]
-      elseif f == 'request_time' then
-        rt = i + 1
-      elseif f == 'open_time' then
-        ot = all[i + 1]
-      end
-    end
+    local f = redis.call('HMGET', key, 'id', 'user_id', 'user_name', 'active', 'open_time',
+      'request_time', 'close_time', 'address', 'client', 'user', 'data')
     -- An expired session is never reused: the new one takes its reuse slot, and the
     -- sweep closes it at the instant it expired.
-    if active == '1' and live(all[rt], ot, idle_cut, life_cut) then
+    if f[4] == '1' and live(f[6], f[5], idle_cut, life_cut) then
       redis.call('HSET', key, 'request_time', now)
       redis.call('ZADD', EXP, now, rid)
-      all[rt] = now
-      return {1, all}
+      f[6] = now
+      return {1, f}
     end
   end
 end
