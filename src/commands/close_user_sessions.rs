@@ -19,5 +19,13 @@ pub(super) async fn run(ctx: &Context, args: &Args<'_>) -> Result<Output, Comman
     let fut = ctx.store.close_user(&user_id, except.as_deref(), ctx.at());
     let closed = ctx.call(fut).await?;
     ctx.metrics.sessions_closed(&closed);
-    Ok(Output::Closed(closed.get(CloseReason::Revoked)))
+    let revoked = closed.get(CloseReason::Revoked);
+    // A security event worth a line; user ids and session ids stay out of logs.
+    tracing::info!(
+        revoked,
+        expired = closed.expired(),
+        kept = except.is_some(),
+        "user sessions closed"
+    );
+    Ok(Output::Closed(revoked))
 }

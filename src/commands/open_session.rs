@@ -35,6 +35,11 @@ pub(super) async fn run(ctx: &Context, args: &Args<'_>) -> Result<Output, Comman
         let mut evicted = Closes::default();
         evicted.add(CloseReason::Evicted, opened.evicted);
         ctx.metrics.sessions_closed(&evicted);
+        tracing::info!(
+            evicted = opened.evicted,
+            limit = ctx.cap.max,
+            "sessions closed to keep a user within the per-user cap"
+        );
     }
     Ok(Output::Session(opened.session))
 }

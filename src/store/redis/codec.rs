@@ -328,7 +328,9 @@ mod tests {
                 _ => Value::Nil,
             })
             .collect();
-        let s = session_fields(Value::Array(values.clone())).unwrap().unwrap();
+        let s = session_fields(Value::Array(values.clone()))
+            .unwrap()
+            .unwrap();
         assert_eq!((s.id.as_str(), s.user_id.as_str()), ("00ab", "u"));
         assert_eq!(s.user_name.as_deref(), Some(""), "empty is not null");
         assert_eq!((s.open_time, s.request_time), (5, 6));
