@@ -177,12 +177,16 @@ EOF
 OPEN_SHA=$(load_script open)
 STORE_SHA=$(load_script store_data)
 NOW=$(($(date +%s) * 1000))
+# The expiry cutoffs the service passes with its default lifetimes: now - 24 h idle,
+# and no absolute lifetime ('').
+IDLE_CUT=$((NOW - 86400000))
 NEW_ID=$(python3 -c 'import uuid; print(uuid.uuid4().hex)')
 OPEN=(EVALSHA "$OPEN_SHA" 7 "${BASE}oa" "${BASE}oc" "${BASE}exp" "${BASE}ret" "${BASE}reuse"
     "${BASE}s:$NEW_ID" "${BASE}ua:$UID_"
-    "$BASE" "$NEW_ID" 1 "$NOW" "$UID_" "$RK" user_name "$UNAME" address "$ADDR" client "$CLIENT")
+    "$BASE" "$NEW_ID" 1 "$NOW" "$UID_" "$RK" "$IDLE_CUT" "" 0 close_oldest
+    user_name "$UNAME" address "$ADDR" client "$CLIENT")
 STORE=(EVALSHA "$STORE_SHA" 6 "${BASE}oa" "${BASE}oc" "${BASE}exp" "${BASE}ret" "${BASE}reuse"
-    "$SKEY" "$BASE" "$SID" "$NOW" "$DATA")
+    "$SKEY" "$BASE" "$SID" "$NOW" "$IDLE_CUT" "" "$DATA")
 # Both must take their real path: open reuses the session ({1, fields}), store returns it.
 first=$("${RCLI[@]}" "${OPEN[@]}" | head -1)
 [[ $first == 1 ]] || { echo "open script did not reuse the session: $first" >&2; exit 1; }

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
+use crate::clock::Clock;
 use crate::commands::{Context, Limits};
 use crate::config::Config;
 use crate::connection::ConnLimits;
@@ -179,8 +180,10 @@ pub async fn start_with(
         },
         reuse: cfg.reuse,
         sweep: cfg.sweep(),
+        cap: cfg.max_per_user,
         request_timeout: cfg.request_timeout,
         metrics: metrics.clone(),
+        clock: Clock::system(),
     };
     let service = Arc::new(Service {
         ctx,

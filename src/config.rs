@@ -72,6 +72,10 @@ pub struct Config {
     pub reuse: bool,
     /// [`IDLE_TIMEOUT`]
     pub idle_timeout: Duration,
+    /// [`ABSOLUTE_LIFETIME`]: `None` (a zero setting) is no such limit.
+    pub absolute_lifetime: Option<Duration>,
+    /// [`MAX_PER_USER`] and [`MAX_PER_USER_POLICY`].
+    pub max_per_user: crate::store::SessionCap,
     /// [`SWEEP_INTERVAL`]
     pub sweep_interval: Duration,
     /// [`RETENTION`]: `None` (a zero setting) keeps closed sessions forever.
@@ -95,6 +99,7 @@ impl Config {
         let redis = sessions_shared::settings::redis::read(&r)?;
         let redis_wait_replicas = r.number(&REDIS_WAIT_REPLICAS)? as u32;
         let retention = r.duration(&RETENTION)?;
+        let absolute_lifetime = r.duration(&ABSOLUTE_LIFETIME)?;
         let cfg = Config {
             listen: r.addr(&LISTEN)?,
             admin_listen: r.addr(&ADMIN_LISTEN)?,
@@ -131,6 +136,8 @@ impl Config {
             max_take: r.number(&MAX_TAKE)? as u64,
             reuse: r.boolean(&REUSE)?,
             idle_timeout: r.duration(&IDLE_TIMEOUT)?,
+            absolute_lifetime: (!absolute_lifetime.is_zero()).then_some(absolute_lifetime),
+            max_per_user: max_per_user(&r)?,
             sweep_interval: r.duration(&SWEEP_INTERVAL)?,
             retention: (!retention.is_zero()).then_some(retention),
             sweep_batch: r.number(&SWEEP_BATCH)?,
@@ -164,6 +171,18 @@ fn log_format(r: &Reader) -> Result<LogFormat, ConfigError> {
         .map_err(|e: crate::telemetry::TelemetryError| invalid(&LOG_FORMAT, e.to_string()))
 }
 
+/// [`MAX_PER_USER`] and [`MAX_PER_USER_POLICY`].
+fn max_per_user(r: &Reader) -> Result<crate::store::SessionCap, ConfigError> {
+    Ok(crate::store::SessionCap {
+        // The table bounds it to a million.
+        max: r.number(&MAX_PER_USER)? as u32,
+        policy: match r.choice(&MAX_PER_USER_POLICY)? {
+            "refuse" => crate::store::CapPolicy::Refuse,
+            _ => crate::store::CapPolicy::CloseOldest,
+        },
+    })
+}
+
 /// `SESSIONS_LOG`, parsed now so a typo stops the start instead of being ignored.
 fn log_filter(r: &Reader) -> Result<String, ConfigError> {
     let filter = r.text(&LOG).unwrap_or_default();
@@ -176,6 +195,7 @@ impl Config {
     pub fn sweep(&self) -> crate::sweeper::SweepConfig {
         crate::sweeper::SweepConfig {
             idle_timeout: self.idle_timeout,
+            absolute_lifetime: self.absolute_lifetime,
             interval: self.sweep_interval,
             jitter: 0.2,
             retention: self.retention,
@@ -216,6 +236,33 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.sweep_interval, Duration::from_secs(900));
         assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.absolute_lifetime, None);
+        assert_eq!(c.max_per_user, crate::store::SessionCap::default());
+        assert_eq!(c.max_per_user.max, 0, "no cap");
+        assert_eq!(c.max_per_user.policy, crate::store::CapPolicy::CloseOldest);
+    }
+
+    #[test]
+    fn session_policy_settings() {
+        let c = cfg(&[
+            ("SESSIONS_ABSOLUTE_LIFETIME", "12h"),
+            ("SESSIONS_MAX_PER_USER", "5"),
+            ("SESSIONS_MAX_PER_USER_POLICY", "refuse"),
+        ])
+        .unwrap();
+        assert_eq!(c.absolute_lifetime, Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(c.sweep().absolute_lifetime, c.absolute_lifetime);
+        assert_eq!(c.max_per_user.max, 5);
+        assert_eq!(c.max_per_user.policy, crate::store::CapPolicy::Refuse);
+        let c = cfg(&[("SESSIONS_ABSOLUTE_LIFETIME", "0")]).unwrap();
+        assert_eq!(c.absolute_lifetime, None, "0 means none");
+        for (var, val) in [
+            ("SESSIONS_ABSOLUTE_LIFETIME", "forever"),
+            ("SESSIONS_MAX_PER_USER", "-1"),
+            ("SESSIONS_MAX_PER_USER_POLICY", "lru"),
+        ] {
+            assert_eq!(cfg(&[(var, val)]).unwrap_err().variable, var);
+        }
     }
 
     /// Every row of the table is read (with every branch taken: sentinel mode, TLS

@@ -70,6 +70,7 @@ pub async fn refresh_counts<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::{At, Lifetimes};
     use crate::store::memory::MemoryStore;
     use crate::store::OpenRequest;
 
@@ -89,7 +90,8 @@ mod tests {
             user: None,
             data: None,
             reuse: false,
-            now: 1_000,
+            at: At::new(1_000, Lifetimes::default()),
+            cap: Default::default(),
         };
         store.open(req).await.unwrap().session.id
     }
@@ -101,7 +103,10 @@ mod tests {
         let a = open(&store, "a").await;
         open(&store, "b").await;
         open(&store, "c").await;
-        store.close(&a, 2_000).await.unwrap();
+        store
+            .close(&a, At::new(2_000, Lifetimes::default()))
+            .await
+            .unwrap();
         refresh_once(&store, &metrics, Duration::from_secs(1))
             .await
             .unwrap();

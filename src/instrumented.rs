@@ -4,8 +4,8 @@
 //!
 //! Kinds: `unavailable` and `internal` from the [`StoreError`] returned; `timeout`
 //! when the call was abandoned before it answered (its future dropped, which is what
-//! a request timeout does). `SessionClosed` is an answer, not a store failure, and is
-//! not counted as an error.
+//! a request timeout does). `SessionClosed` and `SessionLimit` are answers, not store
+//! failures, and are not counted as errors.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,9 +13,12 @@ use std::time::Instant;
 
 use futures::FutureExt;
 
+use crate::lifecycle::{At, Closes};
 use crate::metrics::{Metrics, RedisErrorKind, RedisOp};
 use crate::model::{JsonText, Millis, Session};
-use crate::store::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
+use crate::store::{
+    Closed, Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult, Swept,
+};
 
 /// A store whose every call is timed and counted.
 pub struct Instrumented<S> {
@@ -55,7 +58,7 @@ impl<S: Store> Instrumented<S> {
             self.metrics
                 .observe_redis(op, pending.started.elapsed().as_secs_f64());
             match &res {
-                Ok(_) | Err(StoreError::SessionClosed) => {}
+                Ok(_) | Err(StoreError::SessionClosed | StoreError::SessionLimit) => {}
                 Err(StoreError::Unavailable(_)) => {
                     self.metrics.redis_error(op, RedisErrorKind::Unavailable)
                 }
@@ -91,8 +94,8 @@ impl<S: Store> Store for Instrumented<S> {
         self.timed(RedisOp::Get, self.inner.get(id)).await
     }
 
-    async fn list(&self, q: &ListQuery) -> StoreResult<Page> {
-        self.timed(RedisOp::List, self.inner.list(q)).await
+    async fn list(&self, q: &ListQuery, at: At) -> StoreResult<Page> {
+        self.timed(RedisOp::List, self.inner.list(q, at)).await
     }
 
     async fn open(&self, req: OpenRequest) -> StoreResult<Opened> {
@@ -103,9 +106,9 @@ impl<S: Store> Store for Instrumented<S> {
         &self,
         id: &str,
         data: Option<JsonText>,
-        now: Millis,
+        at: At,
     ) -> StoreResult<Option<Session>> {
-        self.timed(RedisOp::StoreData, self.inner.store_data(id, data, now))
+        self.timed(RedisOp::StoreData, self.inner.store_data(id, data, at))
             .await
     }
 
@@ -113,14 +116,22 @@ impl<S: Store> Store for Instrumented<S> {
         &self,
         id: &str,
         user: Option<JsonText>,
-        now: Millis,
+        at: At,
     ) -> StoreResult<Option<Session>> {
-        self.timed(RedisOp::UpdateUser, self.inner.update_user(id, user, now))
+        self.timed(RedisOp::UpdateUser, self.inner.update_user(id, user, at))
             .await
     }
 
-    async fn close(&self, id: &str, now: Millis) -> StoreResult<Option<Session>> {
-        self.timed(RedisOp::Close, self.inner.close(id, now)).await
+    async fn close(&self, id: &str, at: At) -> StoreResult<Option<Closed>> {
+        self.timed(RedisOp::Close, self.inner.close(id, at)).await
+    }
+
+    async fn close_user(&self, user_id: &str, except: Option<&str>, at: At) -> StoreResult<Closes> {
+        self.timed(
+            RedisOp::CloseUser,
+            self.inner.close_user(user_id, except, at),
+        )
+        .await
     }
 
     async fn delete(&self, id: &str) -> StoreResult<Option<Session>> {
@@ -131,18 +142,9 @@ impl<S: Store> Store for Instrumented<S> {
         self.inner.buckets()
     }
 
-    async fn expire_bucket(
-        &self,
-        bucket: u16,
-        cutoff: Millis,
-        now: Millis,
-        limit: usize,
-    ) -> StoreResult<u64> {
-        self.timed(
-            RedisOp::Expire,
-            self.inner.expire_bucket(bucket, cutoff, now, limit),
-        )
-        .await
+    async fn expire_bucket(&self, bucket: u16, at: At, limit: usize) -> StoreResult<Swept> {
+        self.timed(RedisOp::Expire, self.inner.expire_bucket(bucket, at, limit))
+            .await
     }
 
     async fn purge_bucket(&self, bucket: u16, cutoff: Millis, limit: usize) -> StoreResult<u64> {
@@ -176,6 +178,10 @@ mod tests {
             .unwrap_or_else(|| panic!("{series} missing"))
     }
 
+    fn at(now: Millis) -> At {
+        At::new(now, crate::lifecycle::Lifetimes::default())
+    }
+
     fn open_req(now: Millis) -> OpenRequest {
         OpenRequest {
             user_id: "u".into(),
@@ -185,7 +191,8 @@ mod tests {
             user: None,
             data: None,
             reuse: false,
-            now,
+            at: at(now),
+            cap: crate::store::SessionCap::default(),
         }
     }
 
@@ -196,10 +203,10 @@ mod tests {
         let id = store.open(open_req(1)).await.unwrap().session.id;
         assert_eq!(store.get(&id).await.unwrap().unwrap().id, id);
         store.get(&id).await.unwrap();
-        store.close(&id, 2).await.unwrap();
+        store.close(&id, at(2)).await.unwrap();
         // A write to a closed session is an answer, not a store failure.
         assert!(matches!(
-            store.store_data(&id, None, 3).await,
+            store.store_data(&id, None, at(3)).await,
             Err(StoreError::SessionClosed)
         ));
         assert_eq!(

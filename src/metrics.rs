@@ -13,6 +13,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::lifecycle::{CloseReason, Closes};
 use crate::store::Counts;
 
 /// The content type of [`Metrics::render`]'s output.
@@ -67,7 +68,7 @@ macro_rules! label_set {
 }
 
 label_set! {
-    /// The `cmd` label: the nine Seneca commands, and `unknown` for anything else.
+    /// The `cmd` label: the ten Seneca commands, and `unknown` for anything else.
     Cmd {
         GetSessions => "get_sessions",
         GetSessionById => "get_session_by_id",
@@ -78,6 +79,7 @@ label_set! {
         CloseExpiredSessions => "close_expired_sessions",
         DeleteSession => "delete_session",
         DeleteSessionById => "delete_session_by_id",
+        CloseUserSessions => "close_user_sessions",
         Unknown => "unknown",
     }
 }
@@ -97,6 +99,8 @@ label_set! {
         InvalidData => "invalid_data",
         DataTooLarge => "data_too_large",
         SessionClosed => "session_closed",
+        /// open_session refused by the per-user cap.
+        SessionLimit => "session_limit",
         StoreUnavailable => "store_unavailable",
         Internal => "internal",
         /// The act_not_found reply: unknown command or version.
@@ -124,6 +128,7 @@ label_set! {
         StoreData => "store_data",
         UpdateUser => "update_user",
         Close => "close",
+        CloseUser => "close_user",
         Delete => "delete",
         Expire => "expire",
         Purge => "purge",
@@ -170,7 +175,9 @@ pub struct Metrics {
     protocol_errors: Box<[IntCounter]>,
     sessions_opened: IntCounter,
     sessions_reused: IntCounter,
-    sessions_closed: IntCounter,
+    /// Indexed by [`CloseReason::index`].
+    sessions_closed: Box<[IntCounter]>,
+    sessions_refused: IntCounter,
     sessions_expired: IntCounter,
     sessions_deleted: IntCounter,
     sessions_purged: IntCounter,
@@ -314,6 +321,18 @@ impl Metrics {
             .map(|s| sweep_duration_vec.with_label_values(&[s.as_str()]))
             .collect();
 
+        let closed_vec = counter_vec(
+            r,
+            "sessions_sessions_closed_total",
+            "Sessions closed for good, by reason (logout, idle, absolute, revoked, evicted); \
+             each close counted once, by the replica that made it.",
+            &["reason"],
+        )?;
+        let sessions_closed = CloseReason::ALL
+            .iter()
+            .map(|c| closed_vec.with_label_values(&[c.as_str()]))
+            .collect();
+
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "sessions_build_info",
@@ -365,15 +384,16 @@ impl Metrics {
                 "sessions_sessions_reused_total",
                 "open_session calls answered with an existing active session.",
             )?,
-            sessions_closed: counter(
+            sessions_closed,
+            sessions_refused: counter(
                 r,
-                "sessions_sessions_closed_total",
-                "Sessions closed by close_session (expiry not included).",
+                "sessions_sessions_refused_total",
+                "open_session calls refused by the per-user session cap.",
             )?,
             sessions_expired: counter(
                 r,
                 "sessions_sessions_expired_total",
-                "Sessions closed by this replica's expiry sweeps for inactivity.",
+                "Sessions closed by this replica's expiry sweeps (idle or past the absolute lifetime).",
             )?,
             sessions_deleted: counter(
                 r,
@@ -484,9 +504,19 @@ impl Metrics {
         }
     }
 
-    /// Counts a session closed by close_session (not one that was already closed).
-    pub fn session_closed(&self) {
-        self.sessions_closed.inc();
+    /// Counts sessions closed for good, by reason.
+    pub fn sessions_closed(&self, closes: &Closes) {
+        for reason in CloseReason::ALL {
+            let n = closes.get(reason);
+            if n > 0 {
+                self.sessions_closed[reason.index()].inc_by(n);
+            }
+        }
+    }
+
+    /// Counts an open_session refused by the per-user cap.
+    pub fn session_refused(&self) {
+        self.sessions_refused.inc();
     }
 
     /// Counts a session deleted by delete_session / delete_session_by_id.
@@ -494,7 +524,8 @@ impl Metrics {
         self.sessions_deleted.inc();
     }
 
-    /// Counts sessions closed by an expiry sweep.
+    /// Counts sessions closed by an expiry sweep (also counted by reason in
+    /// [`Metrics::sessions_closed`]).
     pub fn sessions_expired(&self, n: u64) {
         self.sessions_expired.inc_by(n);
     }
@@ -624,6 +655,13 @@ mod tests {
             );
             assert_eq!(sample(&text, &s), Some(0.0), "{s}");
         }
+        for reason in CloseReason::ALL {
+            let s = format!(
+                "sessions_sessions_closed_total{{reason=\"{}\"}}",
+                reason.as_str()
+            );
+            assert_eq!(sample(&text, &s), Some(0.0), "{s}");
+        }
         for sweep in Sweep::ALL {
             for outcome in SweepOutcome::ALL {
                 let s = format!(
@@ -714,7 +752,10 @@ mod tests {
         m.session_opened(false);
         m.session_opened(true);
         m.session_opened(true);
-        m.session_closed();
+        let mut closes = Closes::one(CloseReason::Logout);
+        closes.add(CloseReason::Absolute, 4);
+        m.sessions_closed(&closes);
+        m.session_refused();
         m.session_deleted();
         m.sessions_expired(7);
         m.sessions_purged(3);
@@ -725,7 +766,22 @@ mod tests {
         let text = m.render();
         assert_eq!(sample(&text, "sessions_sessions_opened_total"), Some(1.0));
         assert_eq!(sample(&text, "sessions_sessions_reused_total"), Some(2.0));
-        assert_eq!(sample(&text, "sessions_sessions_closed_total"), Some(1.0));
+        assert_eq!(
+            sample(&text, r#"sessions_sessions_closed_total{reason="logout"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"sessions_sessions_closed_total{reason="absolute"}"#
+            ),
+            Some(4.0)
+        );
+        assert_eq!(
+            sample(&text, r#"sessions_sessions_closed_total{reason="revoked"}"#),
+            Some(0.0)
+        );
+        assert_eq!(sample(&text, "sessions_sessions_refused_total"), Some(1.0));
         assert_eq!(sample(&text, "sessions_sessions_deleted_total"), Some(1.0));
         assert_eq!(sample(&text, "sessions_sessions_expired_total"), Some(7.0));
         assert_eq!(sample(&text, "sessions_sessions_purged_total"), Some(3.0));
@@ -793,7 +849,7 @@ mod tests {
         assert_eq!(Cmd::from_name("drop_tables"), Cmd::Unknown);
         assert_eq!(Cmd::from_name("unknown"), Cmd::Unknown);
         assert_eq!(Cmd::from_name(""), Cmd::Unknown);
-        assert_eq!(Cmd::COUNT, 10);
+        assert_eq!(Cmd::COUNT, 11);
         assert_eq!(
             Outcome::from_label("store_unavailable"),
             Some(Outcome::StoreUnavailable)

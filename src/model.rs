@@ -120,7 +120,8 @@ pub fn now_ms() -> Millis {
 }
 
 /// A new session id for a user: 32 lowercase hex characters whose first two encode
-/// the bucket and the remaining 30 are random (120 bits).
+/// the bucket and the remaining 30 come from a v4 UUID (114 random bits: its version
+/// and variant bits are fixed).
 pub fn new_session_id(bucket: u16) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     let mut id = format!("{bucket:02x}");

@@ -30,6 +30,7 @@ pub fn cmd_label(cmd: commands::Cmd) -> metrics::Cmd {
         C::CloseExpiredSessions => M::CloseExpiredSessions,
         C::DeleteSession => M::DeleteSession,
         C::DeleteSessionById => M::DeleteSessionById,
+        C::CloseUserSessions => M::CloseUserSessions,
     }
 }
 
@@ -88,6 +89,25 @@ mod tests {
     fn labels_match_the_wire_names() {
         for cmd in commands::Cmd::ALL {
             assert_eq!(cmd_label(cmd).as_str(), cmd.name());
+        }
+        // Every application error has an outcome label of its own.
+        for e in [
+            commands::CommandError::invalid("f", "m"),
+            commands::CommandError::DataTooLarge {
+                field: "data",
+                size: 2,
+                limit: 1,
+            },
+            commands::CommandError::SessionClosed {
+                session_id: "s".into(),
+            },
+            commands::CommandError::SessionLimit { limit: 3 },
+            commands::CommandError::StoreUnavailable,
+            commands::CommandError::Internal,
+        ] {
+            let outcome = Outcome::from_label(e.outcome());
+            assert!(outcome.is_some(), "{e:?}");
+            assert_eq!(e.outcome(), e.code().to_ascii_lowercase());
         }
         for kind in [
             protocol::ProtocolErrorKind::LineTooLong,

@@ -130,8 +130,11 @@ fn log_failure(cmd: Cmd, e: &CommandError, correlation_id: Option<&str>) {
             correlation_id,
             "request failed"
         ),
-        // Validation messages name a field and a limit, never a value.
-        CommandError::InvalidData { .. } | CommandError::DataTooLarge { .. } => tracing::info!(
+        // Validation messages name a field and a limit, never a value; the cap's names
+        // only the limit.
+        CommandError::InvalidData { .. }
+        | CommandError::DataTooLarge { .. }
+        | CommandError::SessionLimit { .. } => tracing::info!(
             cmd = cmd.name(),
             code = e.code(),
             correlation_id,

@@ -1,5 +1,10 @@
 //! The expiry and retention sweeps (DESIGN §3): closing sessions idle longer than the
-//! idle timeout, and deleting closed sessions older than the retention.
+//! idle timeout or older than the absolute lifetime, each at the instant it expired,
+//! and deleting closed sessions older than the retention.
+//!
+//! Expiry is exact without the sweep (every command judges it at its own `now`); the
+//! sweep makes permanent what reads already show, so the indexes, the reuse slots and
+//! the retention clock agree with it.
 //!
 //! Both are explicit, batched walks over every bucket of the store. Each batch is one
 //! atomic store call that closes or deletes only what is still due, so any number of
@@ -12,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::lifecycle::{At, Lifetimes};
 use crate::metrics::{Metrics, Sweep, SweepOutcome};
 use crate::model::{now_ms, Millis};
 use crate::store::{Store, StoreError};
@@ -19,8 +25,11 @@ use crate::store::{Store, StoreError};
 /// How and when to sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepConfig {
-    /// An active session whose request_time is older than this is closed.
+    /// An active session ends this long after its request_time.
     pub idle_timeout: Duration,
+    /// An active session ends this long after its open_time however busy it is;
+    /// `None`: no such limit (configured as 0).
+    pub absolute_lifetime: Option<Duration>,
     /// Time between two sweeps of one replica (before jitter).
     pub interval: Duration,
     /// Each wait is `interval × (1 ± jitter)`, drawn uniformly; in `[0, 1)`.
@@ -40,6 +49,7 @@ impl Default for SweepConfig {
     fn default() -> Self {
         SweepConfig {
             idle_timeout: Duration::from_secs(24 * 60 * 60),
+            absolute_lifetime: None,
             interval: Duration::from_secs(15 * 60),
             jitter: 0.2,
             retention: Some(Duration::from_secs(30 * 24 * 60 * 60)),
@@ -65,6 +75,11 @@ pub enum SweepConfigError {
 }
 
 impl SweepConfig {
+    /// The lifetimes expiry is judged by, on every command and in the sweep.
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes::new(self.idle_timeout, self.absolute_lifetime)
+    }
+
     /// Checks the settings; for config loading to fail at start with a clear message.
     pub fn validate(&self) -> Result<(), SweepConfigError> {
         if self.idle_timeout.is_zero() {
@@ -89,7 +104,7 @@ impl SweepConfig {
 /// What one [`sweep_once`] did (this caller's share when several sweep at once).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Active sessions closed for inactivity.
+    /// Active sessions closed for inactivity or age.
     pub expired: u64,
     /// Closed sessions deleted for retention.
     pub purged: u64,
@@ -102,28 +117,29 @@ fn cutoff(now: Millis, d: Duration) -> Millis {
 }
 
 /// Walks every bucket with `step(bucket, limit)`, repeating a bucket while a batch
-/// came back full, up to the per-bucket bound. Stops at the first store error,
-/// returning it with the count so far. `on_batch` sees each batch's count as it lands,
-/// so metrics stay right even when a later batch fails.
-async fn walk<S, F, Fut>(
+/// says more may be due, up to the per-bucket bound. Stops at the first store error,
+/// returning it with the count so far. `on_batch` sees each batch as it lands (so
+/// metrics stay right even when a later batch fails) and answers its count and
+/// whether more may be due.
+async fn walk<S, T, F, Fut>(
     store: &S,
     cfg: &SweepConfig,
     mut step: F,
-    on_batch: impl Fn(u64),
+    on_batch: impl Fn(&T) -> (u64, bool),
 ) -> (u64, Result<(), StoreError>)
 where
     S: Store,
     F: FnMut(u16, usize) -> Fut,
-    Fut: Future<Output = Result<u64, StoreError>>,
+    Fut: Future<Output = Result<T, StoreError>>,
 {
     let mut done = 0u64;
     for bucket in 0..store.buckets() {
         for _ in 0..cfg.max_batches_per_bucket {
             match step(bucket, cfg.batch).await {
-                Ok(n) => {
+                Ok(batch) => {
+                    let (n, more) = on_batch(&batch);
                     done += n;
-                    on_batch(n);
-                    if n < cfg.batch as u64 {
+                    if !more {
                         break;
                     }
                 }
@@ -134,7 +150,8 @@ where
     (done, Ok(()))
 }
 
-/// Closes every active session idle since before `now - idle_timeout`, as
+/// Closes every active session that has expired by `now` (idle past the timeout, or
+/// older than the absolute lifetime), each at the instant it expired, as
 /// close_session does (within the per-run bound). Returns how many this call closed.
 pub async fn expire_once<S: Store>(
     store: &S,
@@ -143,12 +160,17 @@ pub async fn expire_once<S: Store>(
     metrics: &Metrics,
 ) -> Result<u64, StoreError> {
     let started = Instant::now();
-    let cut = cutoff(now, cfg.idle_timeout);
+    let at = At::new(now, cfg.lifetimes());
     let (n, res) = walk(
         store,
         cfg,
-        |b, limit| store.expire_bucket(b, cut, now, limit),
-        |n| metrics.sessions_expired(n),
+        |b, limit| store.expire_bucket(b, at, limit),
+        |swept| {
+            let n = swept.closed.expired();
+            metrics.sessions_expired(n);
+            metrics.sessions_closed(&swept.closed);
+            (n, swept.more)
+        },
     )
     .await;
     let outcome = if res.is_ok() {
@@ -177,7 +199,10 @@ pub async fn purge_once<S: Store>(
         store,
         cfg,
         |b, limit| store.purge_bucket(b, cut, limit),
-        |n| metrics.sessions_purged(n),
+        |n: &u64| {
+            metrics.sessions_purged(*n);
+            (*n, *n >= cfg.batch as u64)
+        },
     )
     .await;
     let outcome = if res.is_ok() {
@@ -235,6 +260,7 @@ pub async fn run<S: Store>(
         first_in_ms = delay.as_millis() as u64,
         interval_s = cfg.interval.as_secs(),
         idle_timeout_s = cfg.idle_timeout.as_secs(),
+        absolute_lifetime_s = cfg.absolute_lifetime.map(|a| a.as_secs()),
         retention_s = cfg.retention.map(|r| r.as_secs()),
         "sweeper started"
     );
@@ -289,7 +315,8 @@ mod tests {
                     user: None,
                     data: None,
                     reuse: false,
-                    now: now - 2 * 24 * 3_600_000,
+                    at: At::new(now - 2 * 24 * 3_600_000, Lifetimes::default()),
+                    cap: Default::default(),
                 })
                 .await
                 .unwrap();
@@ -426,7 +453,8 @@ mod tests {
                 user: None,
                 data: None,
                 reuse: false,
-                now: 0,
+                at: At::new(0, Lifetimes::default()),
+                cap: Default::default(),
             })
             .await
             .unwrap();

@@ -4,9 +4,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::lifecycle::{At, Closes};
 use crate::model::{JsonText, Millis, Session};
 use crate::store::memory::MemoryStore;
-use crate::store::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
+use crate::store::{
+    Closed, Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult, Swept,
+};
 
 /// A real [`MemoryStore`] behind two switches: `down` makes every call fail with
 /// [`StoreError::Unavailable`], `hang` makes every call wait forever.
@@ -42,9 +45,9 @@ impl Store for Faulty {
         self.gate().await?;
         self.inner.get(id).await
     }
-    async fn list(&self, q: &ListQuery) -> StoreResult<Page> {
+    async fn list(&self, q: &ListQuery, at: At) -> StoreResult<Page> {
         self.gate().await?;
-        self.inner.list(q).await
+        self.inner.list(q, at).await
     }
     async fn open(&self, req: OpenRequest) -> StoreResult<Opened> {
         self.gate().await?;
@@ -54,23 +57,27 @@ impl Store for Faulty {
         &self,
         id: &str,
         data: Option<JsonText>,
-        now: Millis,
+        at: At,
     ) -> StoreResult<Option<Session>> {
         self.gate().await?;
-        self.inner.store_data(id, data, now).await
+        self.inner.store_data(id, data, at).await
     }
     async fn update_user(
         &self,
         id: &str,
         user: Option<JsonText>,
-        now: Millis,
+        at: At,
     ) -> StoreResult<Option<Session>> {
         self.gate().await?;
-        self.inner.update_user(id, user, now).await
+        self.inner.update_user(id, user, at).await
     }
-    async fn close(&self, id: &str, now: Millis) -> StoreResult<Option<Session>> {
+    async fn close(&self, id: &str, at: At) -> StoreResult<Option<Closed>> {
         self.gate().await?;
-        self.inner.close(id, now).await
+        self.inner.close(id, at).await
+    }
+    async fn close_user(&self, user_id: &str, except: Option<&str>, at: At) -> StoreResult<Closes> {
+        self.gate().await?;
+        self.inner.close_user(user_id, except, at).await
     }
     async fn delete(&self, id: &str) -> StoreResult<Option<Session>> {
         self.gate().await?;
@@ -79,15 +86,9 @@ impl Store for Faulty {
     fn buckets(&self) -> u16 {
         self.inner.buckets()
     }
-    async fn expire_bucket(
-        &self,
-        bucket: u16,
-        cutoff: Millis,
-        now: Millis,
-        limit: usize,
-    ) -> StoreResult<u64> {
+    async fn expire_bucket(&self, bucket: u16, at: At, limit: usize) -> StoreResult<Swept> {
         self.gate().await?;
-        self.inner.expire_bucket(bucket, cutoff, now, limit).await
+        self.inner.expire_bucket(bucket, at, limit).await
     }
     async fn purge_bucket(&self, bucket: u16, cutoff: Millis, limit: usize) -> StoreResult<u64> {
         self.gate().await?;

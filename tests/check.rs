@@ -1,5 +1,6 @@
 //! `sessions check` (the built binary) against a throwaway redis-server: a dataset
-//! written by the service is clean, also while writes go on; hand-made breakage
+//! written by the service is clean, also while writes go on, and after every kind of
+//! close exact expiry, revocation and the per-user cap make; hand-made breakage
 //! (a deleted hash, index entries removed or added with ZREM / ZADD) is reported by
 //! kind with exit code 1; no Redis is exit code 2. On a Redis Cluster of three
 //! primaries it reads every primary: it counts the sessions of each, finds breakage
@@ -166,6 +167,104 @@ async fn clean_data_passes_and_breakage_is_reported_by_kind() {
     }
     assert!(out.contains("FAILED: 12 problems found"), "{out}");
     app.shutdown();
+}
+
+/// Every close the session policy makes keeps the indexes consistent: evictions by
+/// the per-user cap, revocations, a reuse slot taken over from an expired session
+/// (which stays active in Redis until swept), an expired session closed by
+/// close_session at the instant it expired, a listing that settles expiry first,
+/// sessions left expired and unswept, and finally the sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_revocation_and_the_cap_leave_the_store_consistent() {
+    use sessions::lifecycle::{At, Lifetimes};
+    use sessions::model::Millis;
+    use sessions::store::redis::{RedisOptions, RedisStore};
+    use sessions::store::{CapPolicy, ListQuery, OpenRequest, SessionCap, Store};
+
+    const T0: Millis = 1_800_000_000_000;
+    let redis = RedisServer::start();
+    let prefix = common::unique_prefix("check-policy");
+    let url = redis.url();
+    let s = RedisStore::new(RedisOptions {
+        url: url.clone(),
+        prefix: prefix.clone(),
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let life = Lifetimes {
+        idle: 10_000,
+        absolute: Some(60_000),
+    };
+    let at = |t: Millis| At::new(T0 + t, life);
+    let open = |user: usize, client: usize, t: Millis| OpenRequest {
+        user_id: format!("u{user}"),
+        user_name: None,
+        address: None,
+        client: Some(format!("c{client}")),
+        user: Some(serde_json::value::to_raw_value(&1).unwrap()),
+        data: Some(serde_json::value::to_raw_value(&2).unwrap()),
+        reuse: true,
+        at: at(t),
+        cap: SessionCap {
+            max: 3,
+            policy: CapPolicy::CloseOldest,
+        },
+    };
+    // Five opens per user under a cap of three: two evictions each.
+    let mut ids = vec![Vec::new(); 20];
+    for (u, ids) in ids.iter_mut().enumerate() {
+        for c in 0..5 {
+            let o = s.open(open(u, c, c as Millis)).await.unwrap();
+            assert!(!o.reused);
+            ids.push(o.session.id);
+        }
+    }
+    // Half the users revoke every other session.
+    for (u, ids) in ids.iter().enumerate().take(10) {
+        let closed = s
+            .close_user(&format!("u{u}"), Some(&ids[4]), at(10))
+            .await
+            .unwrap();
+        assert_eq!(closed.total(), 2);
+    }
+    // 20 s later every session is past its idle time.
+    for (u, ids) in ids.iter().enumerate().take(15).skip(10) {
+        let o = s.open(open(u, 4, 20_000)).await.unwrap();
+        assert!(!o.reused, "an expired session is never reused");
+        assert_ne!(o.session.id, ids[4]);
+    }
+    let closed = s.close(&ids[16][3], at(20_000)).await.unwrap().unwrap();
+    assert_eq!(closed.session.close_time, Some(T0 + 3 + 10_000));
+    let live = s
+        .list(
+            &ListQuery {
+                user_id: Some("u15".into()),
+                active: Some(true),
+                take: 10,
+                total: true,
+                ..ListQuery::default()
+            },
+            at(20_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(live.total, Some(0));
+    let run = check(&url, &prefix).await;
+    println!("{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("105 sessions ("), "{}", run.stdout);
+
+    // The sweep closes the rest, each at the instant it expired.
+    for b in 0..s.buckets() {
+        while s.expire_bucket(b, at(200_000), 50).await.unwrap().more {}
+    }
+    let run = check(&url, &prefix).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains("105 sessions (0 active, 105 closed)"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// Writes by the service go on while the check runs: each look is one atomic

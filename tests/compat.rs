@@ -2,7 +2,9 @@
 //!
 //! Each test starts the built `sessions` binary (embedded store, a throwaway
 //! redis-server, or a throwaway Redis Cluster of three primaries with a replica
-//! each), then runs `tests/compat/drive.js` with one client generation:
+//! each) with a per-user cap of [`MAX_PER_USER`] sessions (policy `refuse`, so the
+//! scenario sees SESSION_LIMIT), then runs `tests/compat/drive.js` with one client
+//! generation:
 //! `v8` (seneca 3.38.0 + seneca-transport 8.3.0, the latest) and `v2` (seneca 3.6.0 +
 //! seneca-transport 2.4.0, 2017). The script carries the assertions for every command
 //! and prints `N passed, N failed`; this test asserts it ran and nothing failed.
@@ -26,6 +28,10 @@ use common::redis_server::RedisServer;
 /// What this suite runs besides the service (see `common::needs`).
 const NEEDS: &[common::needs::Need] =
     &[common::needs::Need::RedisServer, common::needs::Need::Node];
+
+/// The service's SESSIONS_MAX_PER_USER in these tests: above what any other section of
+/// the scenario opens for one user, so only the cap section meets it.
+const MAX_PER_USER: u32 = 6;
 
 /// The `sessions` binary under test, killed when dropped.
 struct Service {
@@ -54,6 +60,8 @@ impl Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessions"));
         cmd.env("SESSIONS_LISTEN", format!("127.0.0.1:{port}"))
             .env("SESSIONS_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+            .env("SESSIONS_MAX_PER_USER", MAX_PER_USER.to_string())
+            .env("SESSIONS_MAX_PER_USER_POLICY", "refuse")
             .env_remove("REDIS_URL")
             .env_remove("SESSIONS_KEY_PREFIX")
             .env_remove("SESSIONS_REDIS_MODE")
@@ -124,6 +132,7 @@ fn drive(generation: &str, service: &Service) {
         .arg(&dir)
         .arg("127.0.0.1")
         .arg(service.port.to_string())
+        .arg(MAX_PER_USER.to_string())
         .stdin(Stdio::null())
         .output()
         .expect("run node tests/compat/drive.js");

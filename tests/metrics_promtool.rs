@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 mod common;
 use std::time::Duration;
 
+use sessions::lifecycle::{CloseReason, Closes};
 use sessions::metrics::{
     Cmd, Metrics, Outcome, ProtocolErrorKind, RedisErrorKind, RedisOp, Sweep, SweepOutcome,
 };
@@ -30,7 +31,10 @@ fn exercised() -> Metrics {
     }
     m.session_opened(false);
     m.session_opened(true);
-    m.session_closed();
+    for reason in CloseReason::ALL {
+        m.sessions_closed(&Closes::one(reason));
+    }
+    m.session_refused();
     m.session_deleted();
     m.sessions_expired(3);
     m.sessions_purged(2);

@@ -41,7 +41,7 @@ async fn probes_and_metrics() {
         r#"sessions_requests_total{cmd="unknown",outcome="not_found"} 1"#,
         "sessions_sessions_opened_total 1",
         "sessions_sessions_reused_total 1",
-        "sessions_sessions_closed_total 1",
+        r#"sessions_sessions_closed_total{reason="logout"} 1"#,
         "sessions_connections_open 1",
     ] {
         assert!(body.lines().any(|l| l == series), "{series} in\n{body}");

@@ -60,12 +60,12 @@ async fn every_primary_holds_keys_and_no_request_spans_slots() {
     for (i, id) in ids.iter().enumerate() {
         match i % 4 {
             0 => {
-                s.store_data(id, Some(json("[1]")), t0 + 1000)
+                s.store_data(id, Some(json("[1]")), common::at(t0 + 1000))
                     .await
                     .unwrap();
             }
             1 => {
-                s.close(id, t0 + 1000).await.unwrap();
+                s.close(id, common::at(t0 + 1000)).await.unwrap();
             }
             2 => {
                 s.delete(id).await.unwrap();
@@ -74,30 +74,39 @@ async fn every_primary_holds_keys_and_no_request_spans_slots() {
         }
     }
     let all = s
-        .list(&ListQuery {
-            take: 1000,
-            total: true,
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                take: 1000,
+                total: true,
+                ..ListQuery::default()
+            },
+            common::at(t0 + 1000),
+        )
         .await
         .unwrap();
     let expected = ids.len() - ids.len().div_ceil(4);
     assert_eq!(all.data.len(), expected);
     assert_eq!(all.total, Some(expected as u64));
     let deep = s
-        .list(&ListQuery {
-            skip: 50,
-            take: 20,
-            active: Some(true),
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                skip: 50,
+                take: 20,
+                active: Some(true),
+                ..ListQuery::default()
+            },
+            common::at(t0 + 1000),
+        )
         .await
         .unwrap();
     assert_eq!(deep.data.len(), 20);
     let counts = s.counts().await.unwrap();
     assert_eq!(counts.total, expected as u64);
     for b in 0..s.buckets() {
-        s.expire_bucket(b, t0 + 500, t0 + 2000, 100).await.unwrap();
+        // Untouched since t0 + 500 or before: expired by t0 + 2000.
+        s.expire_bucket(b, common::at_idle(t0 + 2000, 1500), 100)
+            .await
+            .unwrap();
         s.purge_bucket(b, t0 + 1500, 100).await.unwrap();
     }
     let after = s.counts().await.unwrap();
@@ -306,11 +315,14 @@ async fn a_primary_killed_under_load_fails_over_without_losing_acknowledged_writ
     );
     // The listing over every bucket and the counts work on the new topology.
     let page = plain
-        .list(&ListQuery {
-            take: 10,
-            total: true,
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                take: 10,
+                total: true,
+                ..ListQuery::default()
+            },
+            common::at(now()),
+        )
         .await
         .unwrap();
     assert!(page.total.unwrap() > 0);
@@ -432,7 +444,7 @@ async fn a_slot_moved_under_the_store_is_followed_through_ask_and_moved() {
     // A script may span keys on both sides (an index set not created yet counts as
     // moved): Redis answers TRYAGAIN, which is Unavailable, never an internal error.
     match s
-        .store_data(&ids[1], Some(json("[\"mid\"]")), t0 + 10)
+        .store_data(&ids[1], Some(json("[\"mid\"]")), common::at(t0 + 10))
         .await
     {
         Ok(written) => assert_eq!(written.unwrap().data.unwrap().get(), "[\"mid\"]"),
@@ -461,23 +473,29 @@ async fn a_slot_moved_under_the_store_is_followed_through_ask_and_moved() {
         assert!(s.get(id).await.unwrap().is_some(), "{id}");
     }
     let data = s
-        .store_data(&ids[2], Some(json("[\"after\"]")), t0 + 20)
+        .store_data(&ids[2], Some(json("[\"after\"]")), common::at(t0 + 20))
         .await
         .unwrap()
         .expect("written on the new primary");
     assert_eq!(data.data.unwrap().get(), "[\"after\"]");
-    s.close(&ids[0], t0 + 30).await.unwrap().expect("closed");
+    s.close(&ids[0], common::at(t0 + 30))
+        .await
+        .unwrap()
+        .expect("closed");
     let mut again = open_req(user, t0 + 40);
     again.client = Some("c9".into());
     let fresh = s.open(again).await.unwrap().session;
     assert_eq!(holder(&cluster, &hash(&fresh.id)), dst);
     let page = s
-        .list(&ListQuery {
-            user_id: Some(user.clone()),
-            take: 10,
-            total: true,
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                user_id: Some(user.clone()),
+                take: 10,
+                total: true,
+                ..ListQuery::default()
+            },
+            common::at(t0 + 50),
+        )
         .await
         .unwrap();
     assert_eq!(page.total, Some(4));

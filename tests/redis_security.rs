@@ -52,20 +52,24 @@ async fn exercise(s: &RedisStore) -> Result<(), StoreError> {
             user: None,
             data: Some(RawValue::from_string("[1]".into()).unwrap()),
             reuse: true,
-            now: 1_795_771_380_000,
+            at: common::at(1_795_771_380_000),
+            cap: Default::default(),
         })
         .await?;
     let id = opened.session.id;
     assert_eq!(s.get(&id).await?.unwrap().id, id);
     let page = s
-        .list(&ListQuery {
-            take: 10,
-            total: true,
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                take: 10,
+                total: true,
+                ..ListQuery::default()
+            },
+            common::at(1_795_771_380_500),
+        )
         .await?;
     assert!(page.total.unwrap() >= 1);
-    s.close(&id, 1_795_771_381_000).await?;
+    s.close(&id, common::at(1_795_771_381_000)).await?;
     s.counts().await?;
     Ok(())
 }
@@ -483,7 +487,8 @@ async fn a_cluster_over_tls() {
             user: None,
             data: None,
             reuse: true,
-            now: 1_795_771_380_000 + i as i64,
+            at: common::at(1_795_771_380_000 + i as i64),
+            cap: Default::default(),
         })
         .await
         .unwrap();

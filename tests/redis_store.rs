@@ -15,12 +15,14 @@ use serde_json::value::RawValue;
 use sessions::model::{bucket_of_session, bucket_of_user, JsonText, Millis, Session};
 use sessions::store::memory::MemoryStore;
 use sessions::store::redis::{RedisOptions, RedisStore};
-use sessions::store::{ListQuery, OpenRequest, Store, StoreError};
+use sessions::store::{Closed, ListQuery, OpenRequest, Store, StoreError};
 
 /// What this suite runs besides the service (see `common::needs`).
 const NEEDS: &[common::needs::Need] = &[common::needs::Need::RedisServer];
 
 const T0: Millis = 1_795_771_380_000;
+/// When the tests list: after every write they make, within the default idle timeout.
+const LATER: Millis = T0 + 60_000;
 
 fn options(server: &RedisServer, prefix: &str) -> RedisOptions {
     RedisOptions {
@@ -57,7 +59,8 @@ fn open_req(user: &str, now: Millis) -> OpenRequest {
         user: Some(json(r#"{"roles":["a"]}"#)),
         data: Some(json(r#"{"cart":[1,2]}"#)),
         reuse: true,
-        now,
+        at: common::at(now),
+        cap: Default::default(),
     }
 }
 
@@ -213,15 +216,17 @@ async fn workload(s: &RedisStore) -> Vec<Session> {
     for (i, o) in opened.iter().enumerate() {
         match i % 6 {
             0 => {
-                s.store_data(&o.id, Some(json("[3]")), T0 + 100)
+                s.store_data(&o.id, Some(json("[3]")), common::at(T0 + 100))
                     .await
                     .unwrap();
             }
             1 => {
-                s.update_user(&o.id, None, T0 + 100).await.unwrap();
+                s.update_user(&o.id, None, common::at(T0 + 100))
+                    .await
+                    .unwrap();
             }
             2 => {
-                s.close(&o.id, T0 + 200).await.unwrap();
+                s.close(&o.id, common::at(T0 + 200)).await.unwrap();
             }
             3 => {
                 s.delete(&o.id).await.unwrap();
@@ -231,7 +236,9 @@ async fn workload(s: &RedisStore) -> Vec<Session> {
     }
     // Expire what was not touched, purge half of what is closed.
     for b in 0..s.buckets() {
-        s.expire_bucket(b, T0 + 50, T0 + 300, 1000).await.unwrap();
+        s.expire_bucket(b, common::at_idle(T0 + 300, 250), 1000)
+            .await
+            .unwrap();
         s.purge_bucket(b, T0 + 250, 1000).await.unwrap();
     }
     opened
@@ -274,11 +281,14 @@ async fn fifty_replicas_opening_the_same_session_make_one() {
     assert_eq!(ids.len(), 1, "one session for one (user, address, client)");
     assert_eq!(reused, 49);
     let page = stores[0]
-        .list(&ListQuery {
-            user_id: Some("same-user".into()),
-            total: true,
-            ..query()
-        })
+        .list(
+            &ListQuery {
+                user_id: Some("same-user".into()),
+                total: true,
+                ..query()
+            },
+            common::at(LATER),
+        )
         .await
         .unwrap();
     assert_eq!(page.total, Some(1));
@@ -296,9 +306,9 @@ async fn every_mutation_survives_a_script_flush() {
 
     // Warm the cache first so each flush really removes a script the store used.
     let warm = s.open(open_req("warm", T0)).await.unwrap().session;
-    s.store_data(&warm.id, None, T0).await.unwrap();
-    s.update_user(&warm.id, None, T0).await.unwrap();
-    s.close(&warm.id, T0).await.unwrap();
+    s.store_data(&warm.id, None, common::at(T0)).await.unwrap();
+    s.update_user(&warm.id, None, common::at(T0)).await.unwrap();
+    s.close(&warm.id, common::at(T0)).await.unwrap();
     s.delete(&warm.id).await.unwrap();
 
     flush().exec_async(&mut conn).await.unwrap();
@@ -310,23 +320,38 @@ async fn every_mutation_survives_a_script_flush() {
     assert_eq!(again.session.id, a.session.id);
     flush().exec_async(&mut conn).await.unwrap();
     let d = s
-        .store_data(&a.session.id, Some(json("{\"k\":1}")), T0 + 2)
+        .store_data(&a.session.id, Some(json("{\"k\":1}")), common::at(T0 + 2))
         .await;
     assert_eq!(d.unwrap().unwrap().data.unwrap().get(), "{\"k\":1}");
     flush().exec_async(&mut conn).await.unwrap();
-    let u = s.update_user(&a.session.id, Some(json("7")), T0 + 3).await;
+    let u = s
+        .update_user(&a.session.id, Some(json("7")), common::at(T0 + 3))
+        .await;
     assert_eq!(u.unwrap().unwrap().user.unwrap().get(), "7");
     flush().exec_async(&mut conn).await.unwrap();
-    let c = s.close(&a.session.id, T0 + 4).await.unwrap().unwrap();
-    assert!(!c.active);
+    let c = s
+        .close(&a.session.id, common::at(T0 + 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!c.session.active);
     flush().exec_async(&mut conn).await.unwrap();
     assert!(s.delete(&a.session.id).await.unwrap().is_some());
+    let w = s.open(open_req("w", T0)).await.unwrap().session;
+    flush().exec_async(&mut conn).await.unwrap();
+    let revoked = s.close_user("w", None, common::at(T0 + 5)).await.unwrap();
+    assert_eq!(revoked.total(), 1);
+    assert!(s.delete(&w.id).await.unwrap().is_some());
 
     let b = s.open(open_req("v", T0)).await.unwrap().session;
     let bucket = bucket_of_user("v");
     flush().exec_async(&mut conn).await.unwrap();
     assert_eq!(
-        s.expire_bucket(bucket, T0 + 1, T0 + 5, 10).await.unwrap(),
+        s.expire_bucket(bucket, common::at_idle(T0 + 5, 4), 10)
+            .await
+            .unwrap()
+            .closed
+            .total(),
         1
     );
     flush().exec_async(&mut conn).await.unwrap();
@@ -391,7 +416,7 @@ async fn the_workload_runs_on_a_cluster_node() {
     let prefix = common::unique_prefix("cluster");
     let s = store(&server, &prefix);
     workload(&s).await;
-    let page = s.list(&query()).await.unwrap();
+    let page = s.list(&query(), common::at(LATER)).await.unwrap();
     assert!(!page.data.is_empty());
     check_keyspace(&mut conn, &prefix).await;
 }
@@ -412,7 +437,10 @@ async fn a_write_racing_a_delete_never_recreates_the_session() {
             .id;
         let (w, d) = {
             let (a, b, id1, id2) = (a.clone(), b.clone(), id.clone(), id.clone());
-            let w = tokio::spawn(async move { a.store_data(&id1, Some(json("1")), T0 + 1).await });
+            let w = tokio::spawn(async move {
+                a.store_data(&id1, Some(json("1")), common::at(T0 + 1))
+                    .await
+            });
             let d = tokio::spawn(async move { b.delete(&id2).await });
             (w.await.unwrap().unwrap(), d.await.unwrap().unwrap())
         };
@@ -456,7 +484,7 @@ async fn index_entries_of_vanished_hashes_are_repaired_on_read() {
         total: true,
         ..ListQuery::default()
     };
-    let page = s.list(&by_user).await.unwrap();
+    let page = s.list(&by_user, common::at(LATER)).await.unwrap();
     let got: Vec<&str> = page.data.iter().map(|x| x.id.as_str()).collect();
     assert_eq!(
         got,
@@ -472,7 +500,7 @@ async fn index_entries_of_vanished_hashes_are_repaired_on_read() {
         total: true,
         ..query()
     };
-    let page = s.list(&global).await.unwrap();
+    let page = s.list(&global, common::at(LATER)).await.unwrap();
     assert_eq!(page.data.len(), 3);
     assert_eq!(page.total, Some(3));
     let in_oa: Option<f64> = conn.zscore(format!("{base}oa"), lost).await.unwrap();
@@ -481,13 +509,16 @@ async fn index_entries_of_vanished_hashes_are_repaired_on_read() {
     let deeper = ids[0].clone();
     let _: () = conn.del(format!("{base}s:{}", ids[1])).await.unwrap();
     let page = s
-        .list(&ListQuery {
-            user_id: Some("u".into()),
-            active: Some(true),
-            skip: 1,
-            take: 5,
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                user_id: Some("u".into()),
+                active: Some(true),
+                skip: 1,
+                take: 5,
+                ..ListQuery::default()
+            },
+            common::at(LATER),
+        )
         .await
         .unwrap();
     let got: Vec<&str> = page.data.iter().map(|x| x.id.as_str()).collect();
@@ -509,15 +540,20 @@ async fn a_dead_redis_is_unavailable_and_a_restarted_one_is_used_again() {
         other => panic!("{what}: expected Unavailable, got {other:?}"),
     };
     unavailable(s.get(&before.id).await.map(drop), "get");
-    unavailable(s.list(&query()).await.map(drop), "list");
+    unavailable(s.list(&query(), common::at(LATER)).await.map(drop), "list");
     unavailable(s.open(open_req("v", T0)).await.map(drop), "open");
     unavailable(
-        s.store_data(&before.id, None, T0).await.map(drop),
+        s.store_data(&before.id, None, common::at(T0))
+            .await
+            .map(drop),
         "store_data",
     );
-    unavailable(s.close(&before.id, T0).await.map(drop), "close");
+    unavailable(s.close(&before.id, common::at(T0)).await.map(drop), "close");
     unavailable(s.delete(&before.id).await.map(drop), "delete");
-    unavailable(s.expire_bucket(0, T0, T0, 10).await.map(drop), "expire");
+    unavailable(
+        s.expire_bucket(0, common::at(T0), 10).await.map(drop),
+        "expire",
+    );
     unavailable(s.purge_bucket(0, T0, 10).await.map(drop), "purge");
     unavailable(s.counts().await.map(drop), "counts");
     unavailable(s.ping().await, "ping");
@@ -539,7 +575,14 @@ async fn a_dead_redis_is_unavailable_and_a_restarted_one_is_used_again() {
     let after = s.open(open_req("u", T0 + 1)).await.unwrap();
     assert!(!after.reused);
     assert_eq!(s.counts().await.unwrap().active, 1);
-    assert_eq!(s.list(&query()).await.unwrap().data.len(), 1);
+    assert_eq!(
+        s.list(&query(), common::at(LATER))
+            .await
+            .unwrap()
+            .data
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -582,7 +625,7 @@ async fn a_stalled_redis_is_unavailable() {
         .unwrap();
     assert!(matches!(s.get(&id).await, Err(StoreError::Unavailable(_))));
     assert!(matches!(
-        s.close(&id, T0).await,
+        s.close(&id, common::at(T0)).await,
         Err(StoreError::Unavailable(_))
     ));
     // The pause ends by itself; the store answers again without any help.
@@ -637,12 +680,13 @@ async fn concurrent_sweeps_close_each_expired_session_once() {
             let mut closed = 0;
             for bucket in 0..s.buckets() {
                 loop {
-                    let n = s
-                        .expire_bucket(bucket, T0 + 1, T0 + 20_000, 3)
+                    // Last touched at or before T0 + 1: expired.
+                    let swept = s
+                        .expire_bucket(bucket, common::at_idle(T0 + 20_000, 19_999), 3)
                         .await
                         .unwrap();
-                    closed += n;
-                    if n == 0 {
+                    closed += swept.closed.total();
+                    if !swept.more {
                         break;
                     }
                 }
@@ -658,17 +702,20 @@ async fn concurrent_sweeps_close_each_expired_session_once() {
     assert_eq!(counts.total, expired as u64 + 1);
     assert!(a.get(&fresh.id).await.unwrap().unwrap().active);
     let closed = a
-        .list(&ListQuery {
-            active: Some(false),
-            total: true,
-            take: 1,
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                active: Some(false),
+                total: true,
+                take: 1,
+                ..ListQuery::default()
+            },
+            common::at(LATER),
+        )
         .await
         .unwrap();
     assert_eq!(closed.total, Some(expired as u64));
     let c = &closed.data[0];
-    assert_eq!(c.close_time, Some(T0 + 20_000));
+    assert_eq!(c.close_time, Some(T0 + 19_999), "closed when it expired");
     assert!(c.user.is_none() && c.data.is_none());
     let mut conn = raw(&server).await;
     check_keyspace(&mut conn, &prefix).await;
@@ -688,11 +735,11 @@ async fn purge_deletes_sessions_closed_before_the_cutoff_with_their_entries() {
         let id = s.open(r).await.unwrap().session.id;
         match i % 3 {
             0 => {
-                s.close(&id, T0 + 1_000).await.unwrap();
+                s.close(&id, common::at(T0 + 1_000)).await.unwrap();
                 old.push(id);
             }
             1 => {
-                s.close(&id, T0 + 5_000).await.unwrap();
+                s.close(&id, common::at(T0 + 5_000)).await.unwrap();
                 recent.push(id);
             }
             _ => active.push(id),
@@ -735,7 +782,8 @@ async fn values_round_trip_exactly() {
         user: None,
         data: Some(json(data)),
         reuse: true,
-        now: T0,
+        at: common::at(T0),
+        cap: Default::default(),
     };
     let opened = s.open(req).await.unwrap().session;
     let got = s.get(&opened.id).await.unwrap().unwrap();
@@ -756,18 +804,21 @@ async fn values_round_trip_exactly() {
     );
     // Clearing data removes the field: it reads back as null.
     let cleared = s
-        .store_data(&opened.id, None, T0 + 1)
+        .store_data(&opened.id, None, common::at(T0 + 1))
         .await
         .unwrap()
         .unwrap();
     assert!(cleared.data.is_none());
     assert_eq!(cleared.request_time, T0 + 1);
     assert!(matches!(
-        s.close(&opened.id, T0 + 2).await,
-        Ok(Some(Session { active: false, .. }))
+        s.close(&opened.id, common::at(T0 + 2)).await,
+        Ok(Some(Closed {
+            session: Session { active: false, .. },
+            ..
+        }))
     ));
     assert!(matches!(
-        s.update_user(&opened.id, None, T0 + 3).await,
+        s.update_user(&opened.id, None, common::at(T0 + 3)).await,
         Err(StoreError::SessionClosed)
     ));
 }
@@ -791,8 +842,8 @@ async fn listings_match_the_embedded_store() {
         let a = r.open(req.clone()).await.unwrap().session;
         let b = m.open(req).await.unwrap().session;
         if i % 4 == 0 {
-            r.close(&a.id, T0 + 100).await.unwrap();
-            m.close(&b.id, T0 + 100).await.unwrap();
+            r.close(&a.id, common::at(T0 + 100)).await.unwrap();
+            m.close(&b.id, common::at(T0 + 100)).await.unwrap();
         }
     }
     let mut queries = Vec::new();
@@ -822,8 +873,8 @@ async fn listings_match_the_embedded_store() {
             total: true,
             ..q.clone()
         };
-        let rp = r.list(&all).await.unwrap();
-        let mp = m.list(&all).await.unwrap();
+        let rp = r.list(&all, common::at(LATER)).await.unwrap();
+        let mp = m.list(&all, common::at(LATER)).await.unwrap();
         assert_eq!(rp.total, mp.total, "{q:?}");
         assert_eq!(rp.data.len() as u64, rp.total.unwrap(), "{q:?}");
         let times = |p: &[Session]| p.iter().map(|s| s.open_time).collect::<Vec<_>>();
@@ -840,12 +891,15 @@ async fn listings_match_the_embedded_store() {
         // Every window is the matching slice of the full listing.
         for (skip, take) in [(0, 7), (5, 7), (13, 1), (40, 30), (200, 5), (3, 0)] {
             let page = r
-                .list(&ListQuery {
-                    skip,
-                    take,
-                    total: skip == 5,
-                    ..q.clone()
-                })
+                .list(
+                    &ListQuery {
+                        skip,
+                        take,
+                        total: skip == 5,
+                        ..q.clone()
+                    },
+                    common::at(LATER),
+                )
                 .await
                 .unwrap();
             let want: Vec<_> = rp
@@ -863,26 +917,32 @@ async fn listings_match_the_embedded_store() {
     // An inverted window is empty (not compared with the embedded store, whose
     // BTreeSet::range panics on it).
     let inverted = r
-        .list(&ListQuery {
-            from: Some(T0 + 30),
-            to: Some(T0 + 10),
-            total: true,
-            ..query()
-        })
+        .list(
+            &ListQuery {
+                from: Some(T0 + 30),
+                to: Some(T0 + 10),
+                total: true,
+                ..query()
+            },
+            common::at(LATER),
+        )
         .await
         .unwrap();
     assert_eq!((inverted.data.len(), inverted.total), (0, Some(0)));
     // The id filter applies the other conditions too.
-    let any = r.list(&query()).await.unwrap().data[0].clone();
+    let any = r.list(&query(), common::at(LATER)).await.unwrap().data[0].clone();
     let by_id = |active| ListQuery {
         id: Some(any.id.clone()),
         active: Some(active),
         total: true,
         ..query()
     };
-    let hit = r.list(&by_id(any.active)).await.unwrap();
+    let hit = r.list(&by_id(any.active), common::at(LATER)).await.unwrap();
     assert_eq!((hit.data.len(), hit.total), (1, Some(1)));
-    let miss = r.list(&by_id(!any.active)).await.unwrap();
+    let miss = r
+        .list(&by_id(!any.active), common::at(LATER))
+        .await
+        .unwrap();
     assert_eq!((miss.data.len(), miss.total), (0, Some(0)));
     assert_eq!(r.counts().await.unwrap(), m.counts().await.unwrap());
 }
@@ -908,7 +968,7 @@ async fn a_primary_demoted_to_replica_is_unavailable_until_promoted_again() {
         "+OK"
     );
     let e = s
-        .store_data(&id, Some(json("[2]")), T0 + 1)
+        .store_data(&id, Some(json("[2]")), common::at(T0 + 1))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
@@ -949,7 +1009,9 @@ async fn with_wait_a_write_is_acknowledged_only_once_a_replica_has_it() {
     };
     // The retry found the session the unacknowledged write had opened.
     assert!(opened.reused);
-    s.close(&opened.session.id, T0 + 2).await.unwrap();
+    s.close(&opened.session.id, common::at(T0 + 2))
+        .await
+        .unwrap();
 }
 
 /// The store's own connection writes whatever requests are queued in one batch and
@@ -982,8 +1044,14 @@ async fn concurrent_requests_on_one_connection_each_get_their_own_reply() {
             tasks.push(tokio::spawn(async move {
                 let got = match (i + round) % 3 {
                     0 => s.get(&id).await.unwrap(),
-                    1 => s.store_data(&id, None, T0 + 10_000).await.unwrap(),
-                    _ => s.update_user(&id, None, T0 + 10_000).await.unwrap(),
+                    1 => s
+                        .store_data(&id, None, common::at(T0 + 10_000))
+                        .await
+                        .unwrap(),
+                    _ => s
+                        .update_user(&id, None, common::at(T0 + 10_000))
+                        .await
+                        .unwrap(),
                 };
                 let got = got.expect("the session exists");
                 assert_eq!(got.id, id, "a reply went to the wrong request");
@@ -1017,7 +1085,7 @@ async fn an_idle_connection_closed_by_redis_is_replaced_before_the_next_write() 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
         let stored = s
-            .store_data(&id, Some(json(&round.to_string())), T0 + round)
+            .store_data(&id, Some(json(&round.to_string())), common::at(T0 + round))
             .await
             .unwrap()
             .unwrap();

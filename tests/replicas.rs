@@ -28,7 +28,7 @@ const NEEDS: &[common::needs::Need] = &[
 /// One fleet at a time: the tests count requests per replica, and the machine is small.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "get_sessions",
     "get_session_by_id",
     "open_session",
@@ -38,6 +38,7 @@ const COMMANDS: [&str; 9] = [
     "close_expired_sessions",
     "delete_session",
     "delete_session_by_id",
+    "close_user_sessions",
 ];
 
 struct Setup {

@@ -1,8 +1,11 @@
-//! The command semantics of DESIGN.md §3, one suite run against every store:
-//! the embedded store, Redis (a real redis-server on a free port per test) and a
-//! Redis Cluster (six redis-server processes, shared by the tests that overlap).
+//! The command semantics of DESIGN.md §3, one suite run against every store and
+//! topology: the embedded store, Redis (a real redis-server on a free port per
+//! test), a Redis Cluster (six redis-server processes) and Redis behind Sentinel (a
+//! primary, a replica and three sentinels); the cluster and the Sentinel deployment
+//! are shared by the tests that overlap, each test under its own key prefix.
 //! Commands are driven in-process through `commands::execute`, the same path the
-//! wire takes after parsing.
+//! wire takes after parsing, on a clock the test sets: expiry is checked to the
+//! millisecond without sleeping.
 
 mod common;
 
@@ -10,18 +13,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+use sessions::clock::Clock;
 use sessions::commands::{self, Cmd, CommandError, Context, Limits};
 use sessions::metrics::Metrics;
-use sessions::store::AnyStore;
+use sessions::model::{format_iso, Millis};
+use sessions::store::redis::RedisOptions;
+use sessions::store::{AnyStore, CapPolicy, SessionCap};
 use sessions::sweeper::SweepConfig;
 
 /// What this suite runs besides the service (see `common::needs`).
 const NEEDS: &[common::needs::Need] = &[common::needs::Need::RedisServer];
 
+/// Where the test clock starts (2027-01-15T08:00:00Z).
+const START: Millis = 1_800_000_000_000;
+
 /// A store under test, plus whatever keeps it alive (a redis-server).
 pub struct Fixture {
     pub store: Arc<AnyStore>,
+    /// How to reach the same data from another replica (`None`: the embedded store,
+    /// which is its own only replica).
+    replica: Option<RedisOptions>,
     _guard: Option<Box<dyn std::any::Any>>,
+}
+
+impl Fixture {
+    /// Another replica of the service's store: a store of its own on the same Redis
+    /// and prefix (the embedded store itself, for the embedded fixture).
+    fn replica(&self) -> Arc<AnyStore> {
+        match &self.replica {
+            None => self.store.clone(),
+            Some(opts) => {
+                let store =
+                    sessions::store::redis::RedisStore::new(opts.clone()).expect("replica store");
+                let metrics = Arc::new(Metrics::new().expect("metrics"));
+                Arc::new(AnyStore::Redis(sessions::instrumented::Instrumented::new(
+                    store, metrics,
+                )))
+            }
+        }
+    }
 }
 
 pub fn settings() -> (Limits, SweepConfig) {
@@ -47,32 +77,76 @@ pub struct T {
 
 impl T {
     fn new(fixture: Fixture) -> T {
-        Self::with(fixture, |_| {})
-    }
-
-    fn with(fixture: Fixture, tweak: impl FnOnce(&mut Context)) -> T {
         let (limits, sweep) = settings();
-        let mut ctx = Context {
+        let ctx = Context {
             store: fixture.store.clone(),
             limits,
             reuse: true,
             sweep,
+            cap: SessionCap::default(),
             request_timeout: Duration::from_secs(5),
             metrics: Arc::new(Metrics::new().expect("metrics")),
+            clock: Clock::manual(START),
         };
-        tweak(&mut ctx);
         T {
             ctx,
             _fixture: fixture,
         }
     }
 
+    /// The same store, clock and metrics with other settings.
+    fn reconfigure(self, tweak: impl FnOnce(&mut Context)) -> T {
+        let mut t = self;
+        tweak(&mut t.ctx);
+        t
+    }
+
+    /// A context for another replica of the service: its own store connection (same
+    /// data), the same settings, clock and metrics.
+    fn replica(&self) -> Context {
+        Context {
+            store: self._fixture.replica(),
+            limits: self.ctx.limits.clone(),
+            reuse: self.ctx.reuse,
+            sweep: self.ctx.sweep.clone(),
+            cap: self.ctx.cap,
+            request_timeout: self.ctx.request_timeout,
+            metrics: self.ctx.metrics.clone(),
+            clock: self.ctx.clock.clone(),
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.ctx.clock.now()
+    }
+
+    fn advance(&self, ms: u64) {
+        self.ctx.clock.advance(Duration::from_millis(ms));
+    }
+
+    /// Moves the clock on a little, so consecutive calls get distinct times.
+    fn tick(&self) {
+        self.advance(3);
+    }
+
+    /// The value of one series in this test's metrics.
+    fn metric(&self, series: &str) -> u64 {
+        self.ctx
+            .metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} not in the metrics"))
+    }
+
+    fn closed_by(&self, reason: &str) -> u64 {
+        self.metric(&format!(
+            "sessions_sessions_closed_total{{reason=\"{reason}\"}}"
+        ))
+    }
+
     async fn call(&self, act: Value) -> Result<Value, CommandError> {
-        let mut act: Map<String, Value> = act.as_object().cloned().expect("act is an object");
-        act.insert("role".into(), json!("sessions"));
-        let cmd = commands::route(&act).expect("known command");
-        let out = commands::execute(&self.ctx, cmd, &act).await?;
-        Ok(serde_json::to_value(&out).expect("serializable"))
+        call_on(&self.ctx, act).await
     }
 
     async fn ok(&self, act: Value) -> Value {
@@ -100,6 +174,14 @@ impl T {
     }
 }
 
+async fn call_on(ctx: &Context, act: Value) -> Result<Value, CommandError> {
+    let mut act: Map<String, Value> = act.as_object().cloned().expect("act is an object");
+    act.insert("role".into(), json!("sessions"));
+    let cmd = commands::route(&act).expect("known command");
+    let out = commands::execute(ctx, cmd, &act).await?;
+    Ok(serde_json::to_value(&out).expect("serializable"))
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
@@ -107,6 +189,27 @@ fn ids(page: &Value) -> Vec<String> {
         .iter()
         .map(|s| s["id"].as_str().expect("id").to_string())
         .collect()
+}
+
+fn id_list(sessions: &[&Value]) -> Vec<String> {
+    sessions
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn iso(ms: Millis) -> Value {
+    json!(format_iso(ms))
+}
+
+/// Asserts `s` reads closed at `at`: not active, close_time and request_time `at`,
+/// data and user wiped.
+#[track_caller]
+fn assert_closed_at(s: &Value, at: Millis) {
+    assert_eq!(s["active"], false, "{s}");
+    assert_eq!(s["close_time"], iso(at), "{s}");
+    assert_eq!(s["request_time"], iso(at), "{s}");
+    assert!(s["data"].is_null() && s["user"].is_null(), "{s}");
 }
 
 fn invalid_field(e: CommandError) -> String {
@@ -120,11 +223,6 @@ fn invalid_field(e: CommandError) -> String {
         }
         other => panic!("expected INVALID_DATA, got {other:?}"),
     }
-}
-
-/// Pause so consecutive opens get distinct open_time milliseconds.
-async fn tick() {
-    tokio::time::sleep(Duration::from_millis(3)).await;
 }
 
 macro_rules! suite {
@@ -153,56 +251,86 @@ macro_rules! suite {
                 }
             )*
         }
+        mod sentinel {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::cases::$name(super::T::new(super::fixtures::sentinel())).await;
+                }
+            )*
+        }
     };
 }
 
 mod fixtures {
     use super::*;
+    use common::redis_sentinel::{DATA_PASSWORD, MASTER};
     use common::redis_server::RedisServer;
     use sessions::instrumented::Instrumented;
     use sessions::store::memory::MemoryStore;
-    use sessions::store::redis::{RedisOptions, RedisStore, Topology};
+    use sessions::store::redis::{Credentials, RedisStore, Secret, Topology};
+
+    fn on(opts: RedisOptions, guard: Box<dyn std::any::Any>) -> Fixture {
+        let store = RedisStore::new(opts.clone()).expect("redis store");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        Fixture {
+            store: Arc::new(AnyStore::Redis(Instrumented::new(store, metrics))),
+            replica: Some(opts),
+            _guard: Some(guard),
+        }
+    }
 
     /// A Redis store on its own redis-server (stopped when the test ends).
     pub fn redis() -> Fixture {
         let server = RedisServer::start();
-        let store = RedisStore::new(RedisOptions {
+        let opts = RedisOptions {
             url: server.url(),
             prefix: common::unique_prefix("semantics"),
             timeout: Duration::from_secs(5),
             connections: 2,
             ..RedisOptions::default()
-        })
-        .expect("redis store");
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        Fixture {
-            store: Arc::new(AnyStore::Redis(Instrumented::new(store, metrics))),
-            _guard: Some(Box::new(server)),
-        }
+        };
+        on(opts, Box::new(server))
     }
 
     /// A Redis store on a Redis Cluster (three primaries, three replicas) shared by
     /// the cluster tests that run at the same time, under a prefix of its own.
     pub fn cluster() -> Fixture {
         let cluster = common::redis_cluster::shared();
-        let store = RedisStore::new(RedisOptions {
+        let opts = RedisOptions {
             url: cluster.urls(),
             prefix: common::unique_prefix("semantics"),
             timeout: Duration::from_secs(5),
             topology: Topology::Cluster,
             ..RedisOptions::default()
-        })
-        .expect("redis cluster store");
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        Fixture {
-            store: Arc::new(AnyStore::Redis(Instrumented::new(store, metrics))),
-            _guard: Some(Box::new(cluster)),
-        }
+        };
+        on(opts, Box::new(cluster))
+    }
+
+    /// A Redis store on the primary three sentinels name (password-protected nodes
+    /// and sentinels), shared by the sentinel tests that run at the same time.
+    pub fn sentinel() -> Fixture {
+        let setup = common::redis_sentinel::shared();
+        let opts = RedisOptions {
+            url: setup.urls(),
+            prefix: common::unique_prefix("semantics"),
+            timeout: Duration::from_secs(5),
+            topology: Topology::Sentinel {
+                master: MASTER.into(),
+            },
+            auth: Credentials {
+                username: None,
+                password: Some(Secret::new(DATA_PASSWORD)),
+            },
+            ..RedisOptions::default()
+        };
+        on(opts, Box::new(setup))
     }
 
     pub fn memory() -> Fixture {
         Fixture {
             store: Arc::new(AnyStore::Memory(MemoryStore::new())),
+            replica: None,
             _guard: None,
         }
     }
@@ -227,6 +355,17 @@ suite!(
     expiry_and_retention,
     payloads_round_trip_exactly,
     routing,
+    expiry_is_exact_on_reads,
+    writes_to_expired_sessions_fail,
+    open_never_reuses_an_expired_session,
+    active_filter_total_and_paging_follow_exact_expiry,
+    absolute_lifetime_ends_busy_sessions,
+    the_sweep_closes_at_the_instant_of_expiry,
+    close_user_sessions_revokes_all_but_the_kept_one,
+    close_user_sessions_closes_expired_ones_at_their_instant,
+    cap_close_oldest_evicts_the_least_recently_used,
+    cap_refuse_answers_session_limit,
+    concurrent_opens_never_exceed_the_cap,
 );
 
 mod cases {
@@ -262,7 +401,7 @@ mod cases {
 
     pub async fn open_reuses_the_active_session(t: T) {
         let a = t.open("u1", Some("1.1.1.1"), Some("web")).await;
-        tick().await;
+        t.tick();
         let again = t.open("u1", Some("1.1.1.1"), Some("web")).await;
         assert_eq!(again["id"], a["id"]);
         assert_eq!(again["open_time"], a["open_time"]);
@@ -297,7 +436,7 @@ mod cases {
     }
 
     pub async fn reuse_can_be_switched_off(t: T) {
-        let t = T::with(t._fixture, |c| c.reuse = false);
+        let t = t.reconfigure(|c| c.reuse = false);
         let a = t.open("u1", Some("x"), Some("y")).await;
         let b = t.open("u1", Some("x"), Some("y")).await;
         assert_ne!(a["id"], b["id"]);
@@ -312,7 +451,7 @@ mod cases {
 
     pub async fn reads_do_not_touch_request_time(t: T) {
         let s = t.open("u1", None, None).await;
-        tick().await;
+        t.tick();
         assert_eq!(t.get(&s["id"]).await["request_time"], s["request_time"]);
         let page = t.list(json!({}), json!({})).await;
         assert_eq!(page["data"][0]["request_time"], s["request_time"]);
@@ -351,7 +490,7 @@ mod cases {
         let s = t
             .ok(json!({"cmd": "open_session", "user_id": "u", "data": {"a": 1}, "user": {"n": 1}}))
             .await;
-        tick().await;
+        t.tick();
         let v = t
             .ok(json!({"cmd": "store_session_data", "session_id": s["id"], "data": {"b": [2]}}))
             .await;
@@ -370,7 +509,7 @@ mod cases {
         let s = t
             .ok(json!({"cmd": "open_session", "user_id": "u", "data": {"a": 1}}))
             .await;
-        tick().await;
+        t.tick();
         let v = t
             .ok(json!({"cmd": "update_session_user", "session_id": s["id"], "user": {"name": "Bo"}}))
             .await;
@@ -400,7 +539,7 @@ mod cases {
         let s = t
             .ok(json!({"cmd": "open_session", "user_id": "u", "data": {"a": 1}, "user": {"b": 2}}))
             .await;
-        tick().await;
+        t.tick();
         let c = t
             .ok(json!({"cmd": "close_session", "session_id": s["id"]}))
             .await;
@@ -411,7 +550,7 @@ mod cases {
         assert_eq!(c["close_time"], c["request_time"]);
         assert!(c["close_time"].as_str() > s["open_time"].as_str());
         assert_eq!(c["open_time"], s["open_time"]);
-        tick().await;
+        t.tick();
         let again = t
             .ok(json!({"cmd": "close_session", "session_id": s["id"]}))
             .await;
@@ -450,7 +589,7 @@ mod cases {
         let mut opened = Vec::new();
         for (i, user) in ["u1", "u2", "u1", "u3", "u1"].iter().enumerate() {
             opened.push(t.open(user, Some(&format!("addr{i}")), None).await);
-            tick().await;
+            t.tick();
         }
         t.ok(json!({"cmd": "close_session", "session_id": opened[2]["id"]}))
             .await;
@@ -644,6 +783,19 @@ mod cases {
                 json!({"cmd": "delete_session_by_id", "session_id": false}),
                 "session_id",
             ),
+            (json!({"cmd": "close_user_sessions"}), "user_id"),
+            (
+                json!({"cmd": "close_user_sessions", "user_id": ""}),
+                "user_id",
+            ),
+            (
+                json!({"cmd": "close_user_sessions", "user_id": 5}),
+                "user_id",
+            ),
+            (
+                json!({"cmd": "close_user_sessions", "user_id": "u", "except_session_id": 7}),
+                "except_session_id",
+            ),
         ] {
             let e = t.call(act.clone()).await.unwrap_err();
             assert_eq!(e.status(), 400, "{act}");
@@ -676,11 +828,12 @@ mod cases {
     }
 
     pub async fn expiry_and_retention(t: T) {
-        let keep = t.open("keeper", None, None).await;
-        let t = T::with(t._fixture, |c| {
+        let t = t.reconfigure(|c| {
             c.sweep.idle_timeout = Duration::from_millis(1000);
             c.sweep.retention = None;
         });
+        let t0 = t.now();
+        let keep = t.open("keeper", None, None).await;
         let mut old = Vec::new();
         for i in 0..20 {
             old.push(
@@ -688,39 +841,40 @@ mod cases {
                     .await,
             );
         }
-        // Margins are wide so a slow machine cannot expire `fresh` by accident.
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        t.advance(900);
+        // Touched in time: `keep` lives until t0 + 1900.
+        t.ok(json!({"cmd": "store_session_data", "session_id": keep["id"], "data": 2}))
+            .await;
+        t.advance(400);
         let fresh = t
             .ok(json!({"cmd": "open_session", "user_id": "fresh", "data": 1}))
-            .await;
-        // `keep` was opened before the idle window too; touch it so it stays.
-        t.ok(json!({"cmd": "store_session_data", "session_id": keep["id"], "data": 2}))
             .await;
         assert!(t
             .ok(json!({"cmd": "close_expired_sessions"}))
             .await
             .is_null());
         for s in &old {
-            let now = t.get(&s["id"]).await;
-            assert_eq!(now["active"], false, "expired session closed");
-            assert!(now["data"].is_null());
-            assert!(now["close_time"].is_string());
+            // Closed as of the instant it expired, not the sweep's time.
+            assert_closed_at(&t.get(&s["id"]).await, t0 + 1000);
         }
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 20);
+        assert_eq!(t.closed_by("idle"), 20);
         assert_eq!(t.get(&fresh["id"]).await["active"], true);
         assert_eq!(t.get(&keep["id"]).await["active"], true);
         // With retention None, closed sessions stay.
         t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 20, "once each");
         assert_eq!(
             t.list(json!({"active": false}), json!({"total": true}))
                 .await["total"],
             20
         );
         // With a short retention, they are deleted with their index entries.
-        let t = T::with(t._fixture, |c| {
+        let t = t.reconfigure(|c| {
             c.sweep.idle_timeout = Duration::from_secs(3600);
             c.sweep.retention = Some(Duration::from_millis(1));
         });
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        t.advance(5);
         t.ok(json!({"cmd": "close_expired_sessions"})).await;
         for s in &old {
             assert!(t.get(&s["id"]).await.is_null());
@@ -777,6 +931,10 @@ mod cases {
             route(json!({"role": "sessions", "cmd": "delete_session_by_id"})),
             Ok(Cmd::DeleteSessionById)
         );
+        assert_eq!(
+            route(json!({"role": "sessions", "version": 1, "cmd": "close_user_sessions"})),
+            Ok(Cmd::CloseUserSessions)
+        );
         assert!(route(json!({"role": "sessions", "version": 2, "cmd": "get_sessions"})).is_err());
         assert!(
             route(json!({"role": "sessions", "version": "01", "cmd": "get_sessions"})).is_err()
@@ -784,5 +942,541 @@ mod cases {
         assert!(route(json!({"role": "other", "version": 1, "cmd": "get_sessions"})).is_err());
         assert!(route(json!({"role": "sessions", "version": 1, "cmd": "drop_all"})).is_err());
         assert!(route(json!({"role": "sessions", "version": 1})).is_err());
+    }
+
+    pub async fn expiry_is_exact_on_reads(t: T) {
+        let t = t.reconfigure(|c| c.sweep.idle_timeout = Duration::from_secs(10));
+        let t0 = t.now();
+        let s = t
+            .ok(json!({"cmd": "open_session", "user_id": "u", "data": {"x": 1}, "user": {"y": 2}}))
+            .await;
+        t.advance(4_000);
+        let touched = t
+            .ok(json!({"cmd": "store_session_data", "session_id": s["id"], "data": {"x": 2}}))
+            .await;
+        assert_eq!(touched["request_time"], iso(t0 + 4_000));
+        // One millisecond before the idle time is up, it is live.
+        t.advance(9_999);
+        let live = t.get(&s["id"]).await;
+        assert_eq!(live["active"], true);
+        assert_eq!(live["data"], json!({"x": 2}));
+        // From the instant it is up, every read shows it closed then, with no sweep.
+        t.advance(1);
+        let g = t.get(&s["id"]).await;
+        assert_closed_at(&g, t0 + 14_000);
+        assert_eq!(g["open_time"], s["open_time"]);
+        assert_eq!((&g["id"], &g["user_id"]), (&s["id"], &s["user_id"]));
+        // ... the same much later: the instant it expired, not the instant of the read.
+        t.advance(60_000);
+        assert_eq!(t.get(&s["id"]).await, g);
+        let page = t.list(json!({"user_id": "u"}), json!({})).await;
+        assert_eq!(page["data"][0], g);
+        let by_id = t.list(json!({"id": s["id"]}), json!({"total": true})).await;
+        assert_eq!(by_id["data"][0], g);
+        let by_id_active = t
+            .list(
+                json!({"id": s["id"], "active": true}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(by_id_active["total"], 0);
+        // Deleting it answers it as it reads.
+        let d = t
+            .ok(json!({"cmd": "delete_session", "session_id": s["id"]}))
+            .await;
+        assert_eq!(d, g);
+        assert_eq!(
+            t.metric("sessions_sessions_expired_total"),
+            0,
+            "no sweep ran"
+        );
+    }
+
+    pub async fn writes_to_expired_sessions_fail(t: T) {
+        let t = t.reconfigure(|c| c.sweep.idle_timeout = Duration::from_secs(10));
+        let t0 = t.now();
+        let s = t
+            .ok(json!({"cmd": "open_session", "user_id": "u", "data": {"a": 1}}))
+            .await;
+        t.advance(10_000);
+        for act in [
+            json!({"cmd": "store_session_data", "session_id": s["id"], "data": {"x": 1}}),
+            json!({"cmd": "update_session_user", "session_id": s["id"], "user": {"x": 1}}),
+        ] {
+            let e = t.call(act).await.unwrap_err();
+            assert_eq!(e.code(), "SESSION_CLOSED");
+            assert_eq!(e.status(), 409);
+        }
+        let g = t.get(&s["id"]).await;
+        assert_closed_at(&g, t0 + 10_000);
+        // close_session closes it for good at the instant it expired, as idle.
+        t.advance(5_000);
+        let c = t
+            .ok(json!({"cmd": "close_session", "session_id": s["id"]}))
+            .await;
+        assert_eq!(c, g);
+        assert_eq!(t.closed_by("idle"), 1);
+        assert_eq!(t.closed_by("logout"), 0);
+        let again = t
+            .ok(json!({"cmd": "close_session", "session_id": s["id"]}))
+            .await;
+        assert_eq!(again, g);
+        assert_eq!(t.closed_by("idle"), 1, "counted once");
+        // Nothing left for the sweep.
+        t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 0);
+        assert_eq!(t.get(&s["id"]).await, g);
+        // A live session closed by close_session is a logout, at now.
+        let live = t.open("v", None, None).await;
+        t.tick();
+        let c = t
+            .ok(json!({"cmd": "close_session", "session_id": live["id"]}))
+            .await;
+        assert_closed_at(&c, t.now());
+        assert_eq!(t.closed_by("logout"), 1);
+    }
+
+    pub async fn open_never_reuses_an_expired_session(t: T) {
+        let t = t.reconfigure(|c| c.sweep.idle_timeout = Duration::from_secs(10));
+        let t0 = t.now();
+        let a = t.open("u", Some("10.0.0.1"), Some("web")).await;
+        t.advance(9_999);
+        assert_eq!(
+            t.open("u", Some("10.0.0.1"), Some("web")).await["id"],
+            a["id"],
+            "live: reused (and touched)"
+        );
+        t.advance(10_000);
+        let b = t.open("u", Some("10.0.0.1"), Some("web")).await;
+        assert_ne!(b["id"], a["id"]);
+        assert_eq!(b["active"], true);
+        assert_eq!(b["open_time"], iso(t0 + 19_999));
+        let old = t.get(&a["id"]).await;
+        assert_closed_at(&old, t0 + 19_999);
+        // The new session holds the reuse slot, before the sweep and after it.
+        t.tick();
+        assert_eq!(
+            t.open("u", Some("10.0.0.1"), Some("web")).await["id"],
+            b["id"]
+        );
+        t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert_eq!(t.get(&a["id"]).await, old);
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 1);
+        assert_eq!(t.closed_by("idle"), 1);
+        t.tick();
+        let again = t.open("u", Some("10.0.0.1"), Some("web")).await;
+        assert_eq!(again["id"], b["id"]);
+        assert_eq!(again["active"], true);
+        assert_eq!(t.metric("sessions_sessions_reused_total"), 3);
+        assert_eq!(t.metric("sessions_sessions_opened_total"), 2);
+    }
+
+    pub async fn active_filter_total_and_paging_follow_exact_expiry(t: T) {
+        let t = t.reconfigure(|c| c.sweep.idle_timeout = Duration::from_secs(10));
+        let t0 = t.now();
+        // Six sessions of one user, opened a second apart, and ten of other users
+        // (other buckets too).
+        let mut u = Vec::new();
+        for i in 0..6 {
+            u.push(t.open("u", Some(&format!("a{i}")), None).await);
+            t.advance(1_000);
+        }
+        let mut others = Vec::new();
+        for i in 0..10 {
+            others.push(t.open(&format!("other{i}"), None, None).await);
+        }
+        // Touched at t0 + 6000: u[0] lives until t0 + 16000.
+        t.ok(json!({"cmd": "store_session_data", "session_id": u[0]["id"], "data": 1}))
+            .await;
+        // At t0 + 12500, u[1] (expired at t0 + 11000) and u[2] (t0 + 12000) are over.
+        t.advance(6_500);
+        let live = t
+            .list(
+                json!({"user_id": "u", "active": true}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(ids(&live), id_list(&[&u[5], &u[4], &u[3], &u[0]]));
+        assert_eq!(live["total"], 4);
+        let page = t
+            .list(
+                json!({"user_id": "u", "active": "true"}),
+                json!({"skip": 1, "take": 2, "total": true}),
+            )
+            .await;
+        assert_eq!(ids(&page), id_list(&[&u[4], &u[3]]));
+        assert_eq!(page["total"], 4);
+        let over = t
+            .list(
+                json!({"user_id": "u", "active": false}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(ids(&over), id_list(&[&u[2], &u[1]]));
+        assert_eq!(over["total"], 2);
+        assert_closed_at(&over["data"][0], t0 + 12_000);
+        assert_closed_at(&over["data"][1], t0 + 11_000);
+        let everyone = t
+            .list(json!({"active": true}), json!({"total": true}))
+            .await;
+        assert_eq!(everyone["total"], 14);
+        let mut paged = Vec::new();
+        for skip in [0, 5, 10] {
+            let p = t
+                .list(
+                    json!({"active": true}),
+                    json!({"skip": skip, "take": 5, "total": true}),
+                )
+                .await;
+            assert_eq!(p["total"], 14);
+            paged.extend(ids(&p));
+        }
+        assert_eq!(paged, ids(&everyone));
+        assert_eq!(
+            t.list(json!({"active": false}), json!({"total": true}))
+                .await["total"],
+            2
+        );
+        let all = t
+            .list(json!({"user_id": "u"}), json!({"total": true}))
+            .await;
+        assert_eq!(all["total"], 6);
+        assert_closed_at(&all["data"][3], t0 + 12_000);
+        // At t0 + 16000 everything is over.
+        t.advance(3_500);
+        assert_eq!(
+            t.list(json!({"active": true}), json!({"total": true}))
+                .await["total"],
+            0
+        );
+        let closed = t
+            .list(json!({"active": false}), json!({"total": true}))
+            .await;
+        assert_eq!(closed["total"], 16);
+        for s in closed["data"].as_array().unwrap() {
+            assert_eq!(s["active"], false);
+            assert_eq!(s["close_time"], s["request_time"]);
+        }
+        assert_closed_at(&t.get(&u[0]["id"]).await, t0 + 16_000);
+        // The listings made the expiry permanent: each close counted once, and the
+        // sweep finds nothing left.
+        assert_eq!(t.closed_by("idle"), 16);
+        t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 0);
+        assert_eq!(t.closed_by("idle"), 16);
+    }
+
+    pub async fn absolute_lifetime_ends_busy_sessions(t: T) {
+        let t = t.reconfigure(|c| {
+            c.sweep.idle_timeout = Duration::from_secs(3);
+            c.sweep.absolute_lifetime = Some(Duration::from_secs(5));
+        });
+        let t0 = t.now();
+        let s = t.open("u", Some("ip"), None).await;
+        for _ in 0..2 {
+            t.advance(2_000);
+            t.ok(json!({"cmd": "store_session_data", "session_id": s["id"], "data": 1}))
+                .await;
+        }
+        t.advance(999);
+        assert_eq!(
+            t.get(&s["id"]).await["active"],
+            true,
+            "busy, and young enough"
+        );
+        t.advance(1);
+        let g = t.get(&s["id"]).await;
+        assert_closed_at(&g, t0 + 5_000);
+        let e = t
+            .call(json!({"cmd": "store_session_data", "session_id": s["id"], "data": 2}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "SESSION_CLOSED");
+        let fresh = t.open("u", Some("ip"), None).await;
+        assert_ne!(fresh["id"], s["id"], "never reused");
+        let over = t
+            .list(
+                json!({"user_id": "u", "active": false}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(over["data"], json!([g]));
+        assert_eq!(t.closed_by("absolute"), 1);
+        // The sweep closes a busy session at its open_time + the lifetime too.
+        let t1 = t.now();
+        let v = t.open("v", None, None).await;
+        for _ in 0..2 {
+            t.advance(2_000);
+            t.ok(json!({"cmd": "update_session_user", "session_id": v["id"], "user": 1}))
+                .await;
+        }
+        t.advance(1_000);
+        t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert_closed_at(&t.get(&v["id"]).await, t1 + 5_000);
+        // ... and `fresh`, opened at t1 and never touched, at its idle time.
+        assert_closed_at(&t.get(&fresh["id"]).await, t1 + 3_000);
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 2);
+        assert_eq!(t.closed_by("absolute"), 2);
+        assert_eq!(t.closed_by("idle"), 1);
+    }
+
+    pub async fn the_sweep_closes_at_the_instant_of_expiry(t: T) {
+        let t = t.reconfigure(|c| {
+            c.sweep.idle_timeout = Duration::from_secs(10);
+            c.sweep.absolute_lifetime = Some(Duration::from_secs(60));
+        });
+        let t0 = t.now();
+        let idle = t.open("idle", None, None).await;
+        let busy = t.open("busy", None, None).await;
+        for _ in 0..6 {
+            t.advance(9_000);
+            t.ok(json!({"cmd": "store_session_data", "session_id": busy["id"], "data": 1}))
+                .await;
+        }
+        t.advance(100_000);
+        t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert_closed_at(&t.get(&idle["id"]).await, t0 + 10_000);
+        assert_closed_at(&t.get(&busy["id"]).await, t0 + 60_000);
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 2);
+        assert_eq!(t.closed_by("idle"), 1);
+        assert_eq!(t.closed_by("absolute"), 1);
+        t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert_eq!(t.metric("sessions_sessions_expired_total"), 2);
+        // Retention counts from the instant they ended, not from the sweep: with one
+        // day of it, at t0 + 1 day + 30 s the idle one (ended at t0 + 10 s) is gone,
+        // the busy one (t0 + 60 s) still there.
+        t.advance(86_400_000 + 30_000 - 154_000);
+        t.ok(json!({"cmd": "close_expired_sessions"})).await;
+        assert!(t.get(&idle["id"]).await.is_null());
+        assert_eq!(t.get(&busy["id"]).await["active"], false);
+    }
+
+    pub async fn close_user_sessions_revokes_all_but_the_kept_one(t: T) {
+        let s1 = t.open("u", Some("a1"), None).await;
+        t.tick();
+        let s2 = t.open("u", Some("a2"), None).await;
+        t.tick();
+        let s3 = t
+            .ok(json!({"cmd": "open_session", "user_id": "u", "address": "a3", "data": {"d": 1}, "user": {"n": 1}}))
+            .await;
+        let other = t.open("v", Some("a1"), None).await;
+        t.tick();
+        let r = t
+            .ok(json!({"cmd": "close_user_sessions", "user_id": "u", "except_session_id": s2["id"]}))
+            .await;
+        assert_eq!(r, json!({"closed": 2}));
+        let now = t.now();
+        for s in [&s1, &s3] {
+            let g = t.get(&s["id"]).await;
+            assert_closed_at(&g, now);
+            assert_eq!(g["open_time"], s["open_time"]);
+        }
+        assert_eq!(t.get(&s2["id"]).await, s2, "the kept session is untouched");
+        assert_eq!(
+            t.get(&other["id"]).await,
+            other,
+            "other users are untouched"
+        );
+        let live = t
+            .list(
+                json!({"user_id": "u", "active": true}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(ids(&live), id_list(&[&s2]));
+        assert_eq!(t.closed_by("revoked"), 2);
+        // Revoked sessions are never reused; writes to them fail.
+        assert_ne!(t.open("u", Some("a1"), None).await["id"], s1["id"]);
+        let e = t
+            .call(json!({"cmd": "store_session_data", "session_id": s3["id"], "data": 2}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "SESSION_CLOSED");
+        // Without except_session_id every active session goes.
+        t.tick();
+        let r = t
+            .ok(json!({"cmd": "close_user_sessions", "user_id": "u"}))
+            .await;
+        assert_eq!(r, json!({"closed": 2}));
+        assert_eq!(t.get(&s2["id"]).await["active"], false);
+        let r = t
+            .ok(json!({"cmd": "close_user_sessions", "user_id": "u"}))
+            .await;
+        assert_eq!(r, json!({"closed": 0}));
+        let r = t
+            .ok(json!({"cmd": "close_user_sessions", "user_id": "nobody", "except_session_id": s1["id"]}))
+            .await;
+        assert_eq!(r, json!({"closed": 0}));
+        assert_eq!(t.closed_by("revoked"), 4);
+        assert_eq!(t.get(&other["id"]).await["active"], true);
+    }
+
+    pub async fn close_user_sessions_closes_expired_ones_at_their_instant(t: T) {
+        let t = t.reconfigure(|c| c.sweep.idle_timeout = Duration::from_secs(10));
+        let t0 = t.now();
+        let old = t.open("u", Some("a1"), None).await;
+        t.advance(5_000);
+        let live = t.open("u", Some("a2"), None).await;
+        t.advance(5_000);
+        // `old` expired at t0 + 10000 (now): closed as expired, not counted as revoked.
+        let r = t
+            .ok(json!({"cmd": "close_user_sessions", "user_id": "u"}))
+            .await;
+        assert_eq!(r, json!({"closed": 1}));
+        assert_closed_at(&t.get(&old["id"]).await, t0 + 10_000);
+        assert_closed_at(&t.get(&live["id"]).await, t.now());
+        assert_eq!(t.closed_by("revoked"), 1);
+        assert_eq!(t.closed_by("idle"), 1);
+        // The kept session, once expired, is closed as expired too.
+        let kept = t.open("w", None, None).await;
+        let t1 = t.now();
+        t.advance(12_000);
+        let r = t
+            .ok(json!({"cmd": "close_user_sessions", "user_id": "w", "except_session_id": kept["id"]}))
+            .await;
+        assert_eq!(r, json!({"closed": 0}));
+        assert_closed_at(&t.get(&kept["id"]).await, t1 + 10_000);
+        assert_eq!(t.closed_by("idle"), 2);
+    }
+
+    pub async fn cap_close_oldest_evicts_the_least_recently_used(t: T) {
+        let t = t.reconfigure(|c| {
+            c.sweep.idle_timeout = Duration::from_secs(10);
+            c.cap = SessionCap {
+                max: 3,
+                policy: CapPolicy::CloseOldest,
+            };
+        });
+        let s1 = t.open("u", None, Some("c1")).await;
+        t.tick();
+        let s2 = t.open("u", None, Some("c2")).await;
+        t.tick();
+        let s3 = t.open("u", None, Some("c3")).await;
+        t.tick();
+        // s1 is used again: s2 is now the least recently used.
+        t.ok(json!({"cmd": "store_session_data", "session_id": s1["id"], "data": 1}))
+            .await;
+        t.tick();
+        let s4 = t.open("u", None, Some("c4")).await;
+        assert_eq!(s4["active"], true);
+        assert_closed_at(&t.get(&s2["id"]).await, t.now());
+        let live = t
+            .list(
+                json!({"user_id": "u", "active": true}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(ids(&live), id_list(&[&s4, &s3, &s1]));
+        assert_eq!(t.closed_by("evicted"), 1);
+        // A reuse is not a new session: nothing is evicted.
+        t.tick();
+        assert_eq!(t.open("u", None, Some("c3")).await["id"], s3["id"]);
+        assert_eq!(t.closed_by("evicted"), 1);
+        // Other users have caps of their own.
+        for c in ["c1", "c2", "c3"] {
+            t.open("v", None, Some(c)).await;
+        }
+        assert_eq!(t.get(&s1["id"]).await["active"], true);
+        // Expired sessions do not count, and are closed as expired, not evicted.
+        let t1 = t.now();
+        t.advance(10_000);
+        let fresh = t.open("u", None, Some("c5")).await;
+        let live = t
+            .list(
+                json!({"user_id": "u", "active": true}),
+                json!({"total": true}),
+            )
+            .await;
+        assert_eq!(ids(&live), id_list(&[&fresh]));
+        assert_closed_at(&t.get(&s3["id"]).await, t1 + 10_000);
+        assert_eq!(t.closed_by("evicted"), 1);
+    }
+
+    pub async fn cap_refuse_answers_session_limit(t: T) {
+        let t = t.reconfigure(|c| {
+            c.sweep.idle_timeout = Duration::from_secs(10);
+            c.cap = SessionCap {
+                max: 2,
+                policy: CapPolicy::Refuse,
+            };
+        });
+        let s1 = t.open("u", None, Some("c1")).await;
+        t.tick();
+        let s2 = t.open("u", None, Some("c2")).await;
+        t.tick();
+        let e = t
+            .call(json!({"cmd": "open_session", "user_id": "u", "client": "c3"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "SESSION_LIMIT");
+        assert_eq!(e.status(), 409);
+        assert_eq!(e.category(), "Conflict");
+        assert_eq!(e.details(), Some(json!({"limit": 2})));
+        assert_eq!(e.outcome(), "session_limit");
+        assert_eq!(t.metric("sessions_sessions_refused_total"), 1);
+        let all = t
+            .list(json!({"user_id": "u"}), json!({"total": true}))
+            .await;
+        assert_eq!(all["total"], 2, "a refused open creates nothing");
+        // A reuse is not a new session.
+        assert_eq!(t.open("u", None, Some("c1")).await["id"], s1["id"]);
+        // Closing one makes room.
+        t.ok(json!({"cmd": "close_session", "session_id": s1["id"]}))
+            .await;
+        let s3 = t.open("u", None, Some("c3")).await;
+        assert_eq!(s3["active"], true);
+        assert_eq!(t.get(&s2["id"]).await["active"], true, "nothing evicted");
+        // Sessions past their lifetime do not count.
+        t.advance(10_000);
+        t.open("u", None, Some("c4")).await;
+        t.open("u", None, Some("c5")).await;
+        let e = t
+            .call(json!({"cmd": "open_session", "user_id": "u", "client": "c6"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "SESSION_LIMIT");
+        assert_eq!(t.metric("sessions_sessions_refused_total"), 2);
+    }
+
+    pub async fn concurrent_opens_never_exceed_the_cap(t: T) {
+        for (user, policy) in [("lru", CapPolicy::CloseOldest), ("no", CapPolicy::Refuse)] {
+            let t = &t;
+            let cap = SessionCap { max: 3, policy };
+            let replicas: Vec<Context> = (0..4)
+                .map(|_| {
+                    let mut c = t.replica();
+                    c.cap = cap;
+                    c
+                })
+                .collect();
+            let opens = replicas.iter().enumerate().flat_map(|(r, ctx)| {
+                (0..5).map(move |k| {
+                    call_on(
+                        ctx,
+                        json!({"cmd": "open_session", "user_id": user, "client": format!("c{r}-{k}")}),
+                    )
+                })
+            });
+            let results = futures::future::join_all(opens).await;
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            for r in &results {
+                if let Err(e) = r {
+                    assert_eq!(e.code(), "SESSION_LIMIT", "{e:?}");
+                }
+            }
+            let live = t
+                .list(
+                    json!({"user_id": user, "active": true}),
+                    json!({"total": true}),
+                )
+                .await;
+            assert_eq!(live["total"], 3, "{policy:?}: never more than the cap");
+            match policy {
+                CapPolicy::CloseOldest => assert_eq!(ok, 20),
+                CapPolicy::Refuse => assert_eq!(ok, 3),
+            }
+        }
+        assert_eq!(t.closed_by("evicted"), 17);
+        assert_eq!(t.metric("sessions_sessions_refused_total"), 17);
     }
 }

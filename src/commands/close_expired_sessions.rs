@@ -3,12 +3,18 @@
 //! bucket); each of its store calls is bounded by the store's own timeout.
 
 use super::{CommandError, Context, Output};
-use crate::model::now_ms;
 use crate::store::StoreError;
 use crate::sweeper;
 
 pub(super) async fn run(ctx: &Context) -> Result<Output, CommandError> {
-    match sweeper::sweep_once(ctx.store.as_ref(), &ctx.sweep, now_ms(), &ctx.metrics).await {
+    match sweeper::sweep_once(
+        ctx.store.as_ref(),
+        &ctx.sweep,
+        ctx.clock.now(),
+        &ctx.metrics,
+    )
+    .await
+    {
         Ok(report) => {
             tracing::info!(
                 expired = report.expired,

@@ -1,5 +1,7 @@
 //! get_sessions: a page of sessions matching a filter (id, user_id, active,
-//! from_time inclusive and to_time exclusive on open_time), newest first.
+//! from_time inclusive and to_time exclusive on open_time), newest first. Rows show
+//! sessions as of now (one past its lifetime as closed at the instant it expired), and
+//! the `active` filter, `total` and paging agree with that.
 
 use serde_json::{Map, Value};
 
@@ -11,7 +13,8 @@ const DEFAULT_TAKE: u64 = 100;
 
 pub(super) async fn run(ctx: &Context, args: &Args<'_>) -> Result<Output, CommandError> {
     let q = parse(args)?;
-    let page = ctx.call(ctx.store.list(&q)).await?;
+    let page = ctx.call(ctx.store.list(&q, ctx.at())).await?;
+    ctx.metrics.sessions_closed(&page.closed);
     Ok(Output::Page(page))
 }
 

@@ -5,6 +5,7 @@
 mod args;
 mod close_expired_sessions;
 mod close_session;
+mod close_user_sessions;
 mod delete_session;
 mod get_session_by_id;
 mod get_sessions;
@@ -21,9 +22,11 @@ use futures::FutureExt;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Map, Value};
 
+use crate::clock::Clock;
+use crate::lifecycle::At;
 use crate::metrics::Metrics;
 use crate::model::Session;
-use crate::store::{AnyStore, Page, StoreError};
+use crate::store::{AnyStore, Page, SessionCap, StoreError};
 use crate::sweeper::SweepConfig;
 
 pub use args::Limits;
@@ -40,10 +43,11 @@ pub enum Cmd {
     CloseExpiredSessions,
     DeleteSession,
     DeleteSessionById,
+    CloseUserSessions,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 9] = [
+    pub const ALL: [Cmd; 10] = [
         Cmd::GetSessions,
         Cmd::GetSessionById,
         Cmd::OpenSession,
@@ -53,6 +57,7 @@ impl Cmd {
         Cmd::CloseExpiredSessions,
         Cmd::DeleteSession,
         Cmd::DeleteSessionById,
+        Cmd::CloseUserSessions,
     ];
 
     /// The wire name (`cmd` value), also the metrics label.
@@ -67,6 +72,7 @@ impl Cmd {
             Cmd::CloseExpiredSessions => "close_expired_sessions",
             Cmd::DeleteSession => "delete_session",
             Cmd::DeleteSessionById => "delete_session_by_id",
+            Cmd::CloseUserSessions => "close_user_sessions",
         }
     }
 
@@ -115,9 +121,13 @@ pub enum CommandError {
         size: usize,
         limit: usize,
     },
-    /// A write to a closed session.
+    /// A write to a closed (or expired) session.
     #[error("session {session_id} is closed")]
     SessionClosed { session_id: String },
+    /// open_session refused: the user has as many active sessions as the per-user cap
+    /// allows (policy `refuse`).
+    #[error("the user already has {limit} active sessions, the most allowed")]
+    SessionLimit { limit: u32 },
     /// The store did not answer in time.
     #[error("session store is unavailable, try again")]
     StoreUnavailable,
@@ -140,6 +150,7 @@ impl CommandError {
             CommandError::InvalidData { .. } => "INVALID_DATA",
             CommandError::DataTooLarge { .. } => "DATA_TOO_LARGE",
             CommandError::SessionClosed { .. } => "SESSION_CLOSED",
+            CommandError::SessionLimit { .. } => "SESSION_LIMIT",
             CommandError::StoreUnavailable => "STORE_UNAVAILABLE",
             CommandError::Internal => "INTERNAL",
         }
@@ -150,7 +161,7 @@ impl CommandError {
         match self {
             CommandError::InvalidData { .. } => 400,
             CommandError::DataTooLarge { .. } => 413,
-            CommandError::SessionClosed { .. } => 409,
+            CommandError::SessionClosed { .. } | CommandError::SessionLimit { .. } => 409,
             CommandError::StoreUnavailable => 503,
             CommandError::Internal => 500,
         }
@@ -160,7 +171,7 @@ impl CommandError {
     pub fn category(&self) -> &'static str {
         match self {
             CommandError::InvalidData { .. } | CommandError::DataTooLarge { .. } => "BadRequest",
-            CommandError::SessionClosed { .. } => "Conflict",
+            CommandError::SessionClosed { .. } | CommandError::SessionLimit { .. } => "Conflict",
             CommandError::StoreUnavailable => "Unavailable",
             CommandError::Internal => "Internal",
         }
@@ -176,6 +187,7 @@ impl CommandError {
             CommandError::SessionClosed { session_id } => {
                 Some(serde_json::json!({ "session_id": session_id }))
             }
+            CommandError::SessionLimit { limit } => Some(serde_json::json!({ "limit": limit })),
             CommandError::StoreUnavailable | CommandError::Internal => None,
         }
     }
@@ -186,6 +198,7 @@ impl CommandError {
             CommandError::InvalidData { .. } => "invalid_data",
             CommandError::DataTooLarge { .. } => "data_too_large",
             CommandError::SessionClosed { .. } => "session_closed",
+            CommandError::SessionLimit { .. } => "session_limit",
             CommandError::StoreUnavailable => "store_unavailable",
             CommandError::Internal => "internal",
         }
@@ -198,6 +211,8 @@ pub enum Output {
     Null,
     Session(Session),
     Page(Page),
+    /// `{closed: n}`: how many sessions a command closed.
+    Closed(u64),
 }
 
 impl From<Option<Session>> for Output {
@@ -217,23 +232,38 @@ impl Serialize for Output {
                 st.serialize_field("total", &page.total)?;
                 st.end()
             }
+            Output::Closed(n) => {
+                let mut st = s.serialize_struct("Closed", 1)?;
+                st.serialize_field("closed", n)?;
+                st.end()
+            }
         }
     }
 }
 
-/// What every command needs: the store and the limits.
+/// What every command needs: the store, the limits, the session policy and a clock.
 pub struct Context {
     pub store: Arc<AnyStore>,
     pub limits: Limits,
     pub reuse: bool,
-    /// Expiry and retention, for close_expired_sessions.
+    /// The lifetimes expiry is judged by, and the sweep close_expired_sessions runs.
     pub sweep: SweepConfig,
+    /// The per-user cap on active sessions open_session keeps.
+    pub cap: SessionCap,
     pub request_timeout: Duration,
-    /// Session lifecycle counters (opened, reused, closed, deleted, expired, purged).
+    /// Session lifecycle counters (opened, reused, closed by reason, refused, deleted,
+    /// expired, purged).
     pub metrics: Arc<Metrics>,
+    /// Where "now" comes from: the system clock, or a test's.
+    pub clock: Clock,
 }
 
 impl Context {
+    /// Now, with the lifetimes that decide what has expired by now.
+    pub fn at(&self) -> At {
+        At::new(self.clock.now(), self.sweep.lifetimes())
+    }
+
     /// Runs a store call bounded by the request timeout, mapping store errors.
     fn call<'a, T: 'a>(
         &'a self,
@@ -254,20 +284,25 @@ impl Context {
     ) -> impl Future<Output = Result<T, CommandError>> + 'a {
         tokio::time::timeout(self.request_timeout, fut).map(move |r| match r {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(map_store_error(e, session_id)),
+            Ok(Err(e)) => Err(self.map_store_error(e, session_id)),
             Err(_) => {
                 tracing::warn!("store call timed out");
                 Err(CommandError::StoreUnavailable)
             }
         })
     }
+
+    fn map_store_error(&self, e: StoreError, session_id: &str) -> CommandError {
+        map_store_error(e, session_id, self.cap.max)
+    }
 }
 
-fn map_store_error(e: StoreError, session_id: &str) -> CommandError {
+fn map_store_error(e: StoreError, session_id: &str, limit: u32) -> CommandError {
     match e {
         StoreError::SessionClosed => CommandError::SessionClosed {
             session_id: session_id.to_string(),
         },
+        StoreError::SessionLimit => CommandError::SessionLimit { limit },
         StoreError::Unavailable(msg) => {
             tracing::warn!(error = %msg, "store unavailable");
             CommandError::StoreUnavailable
@@ -295,17 +330,18 @@ pub async fn execute(
         Cmd::CloseSession => close_session::run(ctx, &args).await,
         Cmd::CloseExpiredSessions => close_expired_sessions::run(ctx).await,
         Cmd::DeleteSession | Cmd::DeleteSessionById => delete_session::run(ctx, &args).await,
+        Cmd::CloseUserSessions => close_user_sessions::run(ctx, &args).await,
     }
 }
 
 /// The most sessions a reply to `act` can carry: the page size for get_sessions
 /// (its `take`, clamped), one for the commands answering with a session, none
-/// otherwise. Lets the connection reserve memory for a request before it runs.
+/// otherwise (close_user_sessions answers a count). Lets the connection reserve memory for a request before it runs.
 pub fn reply_sessions(act: &Map<String, Value>, limits: &Limits) -> usize {
     match route(act) {
         Ok(Cmd::GetSessions) => get_sessions::parse(&args::Args::new(act, limits))
             .map_or(0, |q| usize::try_from(q.take).unwrap_or(usize::MAX)),
-        Ok(Cmd::CloseExpiredSessions) | Err(NotFound) => 0,
+        Ok(Cmd::CloseExpiredSessions | Cmd::CloseUserSessions) | Err(NotFound) => 0,
         Ok(_) => 1,
     }
 }
@@ -340,8 +376,10 @@ mod tests {
             },
             reuse: true,
             sweep: crate::sweeper::SweepConfig::default(),
+            cap: SessionCap::default(),
             request_timeout: Duration::from_secs(1),
             metrics,
+            clock: Clock::system(),
         };
         let act = Map::new();
         for cmd in Cmd::ALL {

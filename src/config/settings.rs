@@ -110,7 +110,25 @@ sessions_shared::settings_table! {
     IDLE_TIMEOUT = "SESSIONS_IDLE_TIMEOUT" {
         kind: Duration { zero: false },
         default: Literal("24h"),
-        meaning: "an active session whose `request_time` is older is closed by the sweep",
+        meaning: "a session expires this long after its `request_time` \
+            ([Session lifetime](#session-lifetime-revocation-and-the-per-user-cap))",
+    }
+    ABSOLUTE_LIFETIME = "SESSIONS_ABSOLUTE_LIFETIME" {
+        kind: Duration { zero: true },
+        default: Literal("0"),
+        meaning: "a session expires this long after its `open_time`, however busy it is; \
+            `0`: no such limit",
+    }
+    MAX_PER_USER = "SESSIONS_MAX_PER_USER" {
+        kind: Number { min: 0, max: 1_000_000 },
+        default: Literal("0"),
+        meaning: "the most active sessions one user may have; `0`: no cap",
+    }
+    MAX_PER_USER_POLICY = "SESSIONS_MAX_PER_USER_POLICY" {
+        kind: Choice(&["close_oldest", "refuse"]),
+        default: Literal("close_oldest"),
+        meaning: "a new session past the cap closes the user's least recently used ones \
+            (`close_oldest`), or is refused with `SESSION_LIMIT` (`refuse`)",
     }
     SWEEP_INTERVAL = "SESSIONS_SWEEP_INTERVAL" {
         kind: Duration { zero: false },

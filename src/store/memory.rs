@@ -6,7 +6,11 @@ use std::iter::Peekable;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{Counts, ListQuery, OpenRequest, Opened, Page, Store, StoreError, StoreResult};
+use super::{
+    CapPolicy, Closed, Counts, ListQuery, OpenRequest, Opened, Page, SessionCap, Store, StoreError,
+    StoreResult, Swept,
+};
+use crate::lifecycle::{self, At, CloseReason, Closes};
 use crate::model::{
     bucket_of_session, bucket_of_user, new_session_id, reuse_key, JsonText, Millis, Session,
 };
@@ -108,15 +112,19 @@ impl Inner {
         Some(stored)
     }
 
-    /// Applies `f` to an active session, re-indexing it; errors when it is closed.
+    /// Applies `f` to a live session, re-indexing it; errors when it is closed or
+    /// has expired by `at`.
     fn touch_active(
         &mut self,
         id: &str,
+        at: &At,
         f: impl FnOnce(&mut Session),
     ) -> StoreResult<Option<Session>> {
         match self.sessions.get(id) {
             None => return Ok(None),
-            Some(st) if !st.session.active => return Err(StoreError::SessionClosed),
+            Some(st) if !st.session.active || at.expired(&st.session).is_some() => {
+                return Err(StoreError::SessionClosed)
+            }
             Some(_) => {}
         }
         let Some(mut stored) = self.remove(id) else {
@@ -134,37 +142,117 @@ impl Inner {
         Ok(Some(out))
     }
 
-    fn close(&mut self, id: &str, now: Millis) -> Option<Session> {
-        let st = self.sessions.get(id)?;
-        if !st.session.active {
-            return Some(st.session.clone());
+    /// Closes the active session `id` at `when`; `None` when unknown or not active.
+    fn close_at(&mut self, id: &str, when: Millis) -> Option<Session> {
+        if !self.sessions.get(id)?.session.active {
+            return None;
         }
         let mut stored = self.remove(id)?;
-        close_fields(&mut stored.session, now);
+        lifecycle::close(&mut stored.session, when);
         let out = stored.session.clone();
         self.insert(stored.session, stored.reuse_key);
         Some(out)
     }
-}
 
-fn close_fields(s: &mut Session, now: Millis) {
-    s.active = false;
-    s.close_time = Some(now);
-    s.request_time = now;
-    s.user = None;
-    s.data = None;
-}
-
-impl Store for MemoryStore {
-    async fn get(&self, id: &str) -> StoreResult<Option<Session>> {
-        if bucket_of_session(id).is_none() {
-            return Ok(None);
+    /// Closes an active session at `at`: now (logout), or the instant it expired.
+    fn close(&mut self, id: &str, at: &At) -> Option<Closed> {
+        let st = self.sessions.get(id)?;
+        if !st.session.active {
+            return Some(Closed {
+                session: st.session.clone(),
+                reason: None,
+            });
         }
-        Ok(self.read().sessions.get(id).map(|s| s.session.clone()))
+        let (when, reason) = at
+            .expired(&st.session)
+            .unwrap_or((at.now, CloseReason::Logout));
+        let session = self.close_at(id, when)?;
+        Some(Closed {
+            session,
+            reason: Some(reason),
+        })
     }
 
-    async fn list(&self, q: &ListQuery) -> StoreResult<Page> {
-        let inner = self.read();
+    /// Closes, each at the instant it expired, up to `limit` sessions that have
+    /// expired by `at`: idle ones (by request_time), then ones past the lifetime.
+    fn expire(&mut self, at: &At, limit: usize) -> Swept {
+        let mut swept = Swept::default();
+        let idle_cut = at.idle_cutoff();
+        let mut due: Vec<String> = self
+            .expiry
+            .iter()
+            .take_while(|(t, _)| *t <= idle_cut)
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut examined = due.len();
+        self.close_expired(&due, at, &mut swept.closed);
+        if let Some(life_cut) = at.lifetime_cutoff() {
+            due = self
+                .open_active
+                .iter()
+                .take_while(|(t, _)| *t <= life_cut)
+                .take(limit - examined)
+                .map(|(_, id)| id.clone())
+                .collect();
+            examined += due.len();
+            self.close_expired(&due, at, &mut swept.closed);
+        }
+        swept.more = examined == limit;
+        swept
+    }
+
+    fn close_expired(&mut self, ids: &[String], at: &At, closes: &mut Closes) {
+        for id in ids {
+            let Some(st) = self.sessions.get(id) else {
+                continue;
+            };
+            if let Some((when, why)) = at.expired(&st.session) {
+                if self.close_at(id, when).is_some() {
+                    closes.add(why, 1);
+                }
+            }
+        }
+    }
+
+    /// The user's live sessions by (request_time, id), least recently used first.
+    fn live_sessions(&self, user_id: &str, at: &At) -> Vec<Entry> {
+        let Some((active, _)) = self.by_user.get(user_id) else {
+            return Vec::new();
+        };
+        let mut live: Vec<Entry> = active
+            .iter()
+            .filter_map(|(_, id)| self.sessions.get(id))
+            .filter(|st| at.expired(&st.session).is_none())
+            .map(|st| (st.session.request_time, st.session.id.clone()))
+            .collect();
+        live.sort();
+        live
+    }
+
+    /// Makes room for one more session of `user_id` under `cap`: closes the least
+    /// recently used live sessions (close_oldest) or refuses. Returns how many it closed.
+    fn make_room(&mut self, user_id: &str, cap: SessionCap, at: &At) -> StoreResult<u64> {
+        if cap.max == 0 {
+            return Ok(0);
+        }
+        let live = self.live_sessions(user_id, at);
+        let max = usize::try_from(cap.max).unwrap_or(usize::MAX);
+        if live.len() < max {
+            return Ok(0);
+        }
+        if cap.policy == CapPolicy::Refuse {
+            return Err(StoreError::SessionLimit);
+        }
+        let over = live.len() - max + 1;
+        for (_, id) in &live[..over] {
+            self.close_at(id, at.now);
+        }
+        Ok(over as u64)
+    }
+
+    /// A page of the query, each row presented as of `at`.
+    fn page(&self, q: &ListQuery, at: &At) -> Page {
         let matches = |s: &Session| {
             q.id.as_deref().is_none_or(|id| s.id == id)
                 && q.user_id.as_deref().is_none_or(|u| s.user_id == u)
@@ -172,23 +260,25 @@ impl Store for MemoryStore {
                 && q.from.is_none_or(|f| s.open_time >= f)
                 && q.to.is_none_or(|t| s.open_time < t)
         };
+        let empty_page = || Page {
+            data: Vec::new(),
+            total: q.total.then_some(0),
+            closed: Closes::default(),
+        };
         // Pick the smallest index that covers the query, walk it newest first within
         // the time bounds, and filter what the index does not cover.
         let empty = BTreeSet::new();
         let (active_set, closed_set) = match q.user_id.as_deref() {
-            Some(u) => match inner.by_user.get(u) {
+            Some(u) => match self.by_user.get(u) {
                 Some((a, c)) => (a, c),
                 None => (&empty, &empty),
             },
-            None => (&inner.open_active, &inner.open_closed),
+            None => (&self.open_active, &self.open_closed),
         };
         if let (Some(from), Some(to)) = (q.from, q.to) {
             if from >= to {
                 // An empty window (and BTreeSet::range panics on inverted bounds).
-                return Ok(Page {
-                    data: Vec::new(),
-                    total: q.total.then_some(0),
-                });
+                return empty_page();
             }
         }
         let lo = Bound::Included((q.from.unwrap_or(Millis::MIN), String::new()));
@@ -201,39 +291,66 @@ impl Store for MemoryStore {
         let mut total = 0u64;
         let mut data = Vec::new();
         for (_, id) in candidates {
-            let Some(st) = inner.sessions.get(id) else {
+            let Some(st) = self.sessions.get(id) else {
                 continue;
             };
             if !matches(&st.session) {
                 continue;
             }
             if total >= q.skip && (data.len() as u64) < q.take {
-                data.push(st.session.clone());
+                data.push(at.present(st.session.clone()));
             }
             total += 1;
             if !q.total && data.len() as u64 >= q.take {
                 break;
             }
         }
-        Ok(Page {
+        Page {
             data,
             total: q.total.then_some(total),
-        })
+            closed: Closes::default(),
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    async fn get(&self, id: &str) -> StoreResult<Option<Session>> {
+        if bucket_of_session(id).is_none() {
+            return Ok(None);
+        }
+        Ok(self.read().sessions.get(id).map(|s| s.session.clone()))
+    }
+
+    async fn list(&self, q: &ListQuery, at: At) -> StoreResult<Page> {
+        if q.active.is_none() {
+            return Ok(self.read().page(q, &at));
+        }
+        // The active filter reads the indexes: make what has expired by `at` closed
+        // in them first, under the same lock as the listing.
+        let mut inner = self.write();
+        let closed = inner.expire(&at, usize::MAX).closed;
+        let mut page = inner.page(q, &at);
+        page.closed = closed;
+        Ok(page)
     }
 
     async fn open(&self, req: OpenRequest) -> StoreResult<Opened> {
         let key = reuse_key(&req.user_id, req.address.as_deref(), req.client.as_deref());
+        let at = req.at;
         let mut inner = self.write();
         if req.reuse {
             if let Some(id) = inner.reuse.get(&key).cloned() {
-                if let Ok(Some(session)) = inner.touch_active(&id, |s| s.request_time = req.now) {
+                if let Ok(Some(session)) = inner.touch_active(&id, &at, |s| s.request_time = at.now)
+                {
                     return Ok(Opened {
                         session,
                         reused: true,
+                        evicted: 0,
                     });
                 }
             }
         }
+        let evicted = inner.make_room(&req.user_id, req.cap, &at)?;
         let bucket = bucket_of_user(&req.user_id);
         let mut id = new_session_id(bucket);
         while inner.sessions.contains_key(&id) {
@@ -244,19 +361,21 @@ impl Store for MemoryStore {
             user_id: req.user_id,
             user_name: req.user_name,
             active: true,
-            open_time: req.now,
-            request_time: req.now,
+            open_time: at.now,
+            request_time: at.now,
             close_time: None,
             address: req.address,
             client: req.client,
             user: req.user,
             data: req.data,
         };
+        // Takes the reuse slot even from an expired session still holding it.
         inner.reuse.insert(key.clone(), id);
         inner.insert(session.clone(), key);
         Ok(Opened {
             session,
             reused: false,
+            evicted,
         })
     }
 
@@ -264,11 +383,11 @@ impl Store for MemoryStore {
         &self,
         id: &str,
         data: Option<JsonText>,
-        now: Millis,
+        at: At,
     ) -> StoreResult<Option<Session>> {
-        self.write().touch_active(id, |s| {
+        self.write().touch_active(id, &at, |s| {
             s.data = data;
-            s.request_time = now;
+            s.request_time = at.now;
         })
     }
 
@@ -276,16 +395,39 @@ impl Store for MemoryStore {
         &self,
         id: &str,
         user: Option<JsonText>,
-        now: Millis,
+        at: At,
     ) -> StoreResult<Option<Session>> {
-        self.write().touch_active(id, |s| {
+        self.write().touch_active(id, &at, |s| {
             s.user = user;
-            s.request_time = now;
+            s.request_time = at.now;
         })
     }
 
-    async fn close(&self, id: &str, now: Millis) -> StoreResult<Option<Session>> {
-        Ok(self.write().close(id, now))
+    async fn close(&self, id: &str, at: At) -> StoreResult<Option<Closed>> {
+        Ok(self.write().close(id, &at))
+    }
+
+    async fn close_user(&self, user_id: &str, except: Option<&str>, at: At) -> StoreResult<Closes> {
+        let mut inner = self.write();
+        let ids: Vec<String> = match inner.by_user.get(user_id) {
+            Some((active, _)) => active.iter().map(|(_, id)| id.clone()).collect(),
+            None => return Ok(Closes::default()),
+        };
+        let mut closes = Closes::default();
+        for id in ids {
+            let Some(st) = inner.sessions.get(&id) else {
+                continue;
+            };
+            let (when, why) = match at.expired(&st.session) {
+                Some(expired) => expired,
+                None if except == Some(id.as_str()) => continue,
+                None => (at.now, CloseReason::Revoked),
+            };
+            if inner.close_at(&id, when).is_some() {
+                closes.add(why, 1);
+            }
+        }
+        Ok(closes)
     }
 
     async fn delete(&self, id: &str) -> StoreResult<Option<Session>> {
@@ -296,25 +438,8 @@ impl Store for MemoryStore {
         1
     }
 
-    async fn expire_bucket(
-        &self,
-        _bucket: u16,
-        cutoff: Millis,
-        now: Millis,
-        limit: usize,
-    ) -> StoreResult<u64> {
-        let mut inner = self.write();
-        let due: Vec<String> = inner
-            .expiry
-            .iter()
-            .take_while(|(t, _)| *t < cutoff)
-            .take(limit)
-            .map(|(_, id)| id.clone())
-            .collect();
-        for id in &due {
-            inner.close(id, now);
-        }
-        Ok(due.len() as u64)
+    async fn expire_bucket(&self, _bucket: u16, at: At, limit: usize) -> StoreResult<Swept> {
+        Ok(self.write().expire(&at, limit))
     }
 
     async fn purge_bucket(&self, _bucket: u16, cutoff: Millis, limit: usize) -> StoreResult<u64> {

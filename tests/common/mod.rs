@@ -52,3 +52,23 @@ pub async fn spawn_app(overrides: &[(&str, &str)]) -> sessions::app::App {
         .await
         .expect("service starts")
 }
+
+/// `now` with the service's default lifetimes (24 h idle, no absolute lifetime).
+pub fn at(now: sessions::model::Millis) -> sessions::lifecycle::At {
+    sessions::lifecycle::At::new(now, sessions::lifecycle::Lifetimes::default())
+}
+
+/// `now` with an idle timeout of `idle_ms` and no absolute lifetime: a sweep at this
+/// instant closes what was last touched at or before `now - idle_ms`.
+pub fn at_idle(
+    now: sessions::model::Millis,
+    idle_ms: sessions::model::Millis,
+) -> sessions::lifecycle::At {
+    sessions::lifecycle::At::new(
+        now,
+        sessions::lifecycle::Lifetimes {
+            idle: idle_ms,
+            absolute: None,
+        },
+    )
+}

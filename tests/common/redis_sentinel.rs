@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::redis_server::RedisServer;
@@ -196,6 +197,20 @@ impl SentinelSetup {
         }
         Ok(())
     }
+}
+
+/// One Sentinel deployment shared by the tests of a test binary that overlap in time
+/// (as `redis_cluster::shared`): the first test starts it, the last one to finish
+/// stops it. Each test isolates its keys with its own prefix; none may fail it over.
+pub fn shared() -> Arc<SentinelSetup> {
+    static SHARED: Mutex<Weak<SentinelSetup>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = slot.upgrade() {
+        return s;
+    }
+    let s = Arc::new(SentinelSetup::start());
+    *slot = Arc::downgrade(&s);
+    s
 }
 
 /// Whether something listens on `port` (a password-protected node answers PING with

@@ -33,7 +33,8 @@ pub fn open_req(user: &str, t: Millis) -> OpenRequest {
         user: None,
         data: Some(json(r#"{"v":0}"#)),
         reuse: true,
-        now: t,
+        at: super::at(t),
+        cap: Default::default(),
     }
 }
 
@@ -149,7 +150,11 @@ pub async fn load(
                 w.attempted = v;
             }
             let r = s
-                .store_data(&id, Some(json(&format!(r#"{{"v":{v}}}"#))), now())
+                .store_data(
+                    &id,
+                    Some(json(&format!(r#"{{"v":{v}}}"#))),
+                    super::at(now()),
+                )
                 .await;
             if out.record(&r) {
                 if let Some(w) = written.lock().unwrap().get_mut(&id) {

@@ -23,7 +23,8 @@ fn open_req(user: &str, now: Millis) -> OpenRequest {
         user: Some(serde_json::value::to_raw_value(&serde_json::json!({"n": 1})).unwrap()),
         data: Some(serde_json::value::to_raw_value(&serde_json::json!([1, 2])).unwrap()),
         reuse: false,
-        now,
+        at: super::at(now),
+        cap: Default::default(),
     }
 }
 
@@ -47,19 +48,23 @@ pub fn sample(metrics: &Metrics, series: &str) -> u64 {
 
 async fn user_total<S: Store>(store: &S, user: &str, active: Option<bool>) -> u64 {
     let page = store
-        .list(&ListQuery {
-            user_id: Some(user.to_owned()),
-            active,
-            take: 10,
-            total: true,
-            ..ListQuery::default()
-        })
+        .list(
+            &ListQuery {
+                user_id: Some(user.to_owned()),
+                active,
+                take: 10,
+                total: true,
+                ..ListQuery::default()
+            },
+            super::at(NOW),
+        )
         .await
         .unwrap();
     page.total.unwrap()
 }
 
-/// Idle sessions are closed as by close_session; fresh ones stay untouched.
+/// Idle sessions are closed as by close_session, at the instant they expired (not the
+/// sweep's own time); fresh ones stay untouched.
 pub async fn expires_idle_sessions_only<S: Store>(store: &S, tag: &str) {
     let metrics = Metrics::new().unwrap();
     let cfg = small_batches();
@@ -99,8 +104,9 @@ pub async fn expires_idle_sessions_only<S: Store>(store: &S, tag: &str) {
     for id in &stale {
         let s = store.get(id).await.unwrap().unwrap();
         assert!(!s.active, "{id} should be closed");
-        assert_eq!(s.close_time, Some(NOW));
-        assert_eq!(s.request_time, NOW);
+        // Opened (and last touched) at NOW - DAY - 1: expired at NOW - 1.
+        assert_eq!(s.close_time, Some(NOW - 1));
+        assert_eq!(s.request_time, NOW - 1);
         assert!(
             s.data.is_none() && s.user.is_none(),
             "closing clears data and user"
@@ -136,14 +142,16 @@ pub async fn expires_idle_sessions_only<S: Store>(store: &S, tag: &str) {
 /// keeps newer closed ones and active ones; with retention `None` nothing goes.
 pub async fn retention_deletes_old_closed_sessions<S: Store>(store: &S, tag: &str) {
     let retention = 30 * DAY;
+    // Opened a moment before they are closed, so they close as logouts then (not at
+    // an earlier idle expiry).
     let mut old = Vec::new();
     for i in 0..7 {
         let s = store
-            .open(open_req(&format!("{tag}-a-{i}"), NOW - 40 * DAY))
+            .open(open_req(&format!("{tag}-a-{i}"), NOW - retention - 2))
             .await
             .unwrap();
         store
-            .close(&s.session.id, NOW - retention - 1)
+            .close(&s.session.id, super::at(NOW - retention - 1))
             .await
             .unwrap();
         old.push(s.session.id);
@@ -151,11 +159,11 @@ pub async fn retention_deletes_old_closed_sessions<S: Store>(store: &S, tag: &st
     let mut recent = Vec::new();
     for i in 0..3 {
         let s = store
-            .open(open_req(&format!("{tag}-b-{i}"), NOW - 40 * DAY))
+            .open(open_req(&format!("{tag}-b-{i}"), NOW - retention))
             .await
             .unwrap();
         store
-            .close(&s.session.id, NOW - retention + 1)
+            .close(&s.session.id, super::at(NOW - retention + 1))
             .await
             .unwrap();
         recent.push(s.session.id);

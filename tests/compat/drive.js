@@ -2,9 +2,11 @@
 // Protocol-compatibility scenario for the sessions service, driven through a real,
 // unmodified npm Seneca client (`seneca.client({type: 'tcp'})`).
 //
-// Usage: node tests/compat/drive.js <client-dir> <host> <port>
+// Usage: node tests/compat/drive.js <client-dir> <host> <port> [<max-per-user>]
 //   <client-dir> holds node_modules/seneca and node_modules/seneca-transport of one
 //   client generation (tests/compat/v8 or tests/compat/v2), installed with `npm ci`.
+//   <max-per-user>: the service's SESSIONS_MAX_PER_USER, started with
+//   SESSIONS_MAX_PER_USER_POLICY=refuse (0 or absent: no cap, the cap checks fail).
 //
 // Every command of the service is exercised with its own assertions. Output: one
 // line per check (`ok - ...` or `FAIL - ...: detail`), then a summary line
@@ -15,13 +17,14 @@ const Path = require('path')
 const Fs = require('fs')
 const Util = require('util')
 
-const [dirArg, host, portArg] = process.argv.slice(2)
+const [dirArg, host, portArg, capArg] = process.argv.slice(2)
 if (!dirArg || !host || !portArg) {
   console.error('usage: node drive.js <client-dir> <host> <port>')
   process.exit(2)
 }
 const dir = Path.resolve(dirArg)
 const port = parseInt(portArg, 10)
+const maxPerUser = parseInt(capArg || '0', 10)
 const req = (m) => require(Path.join(dir, 'node_modules', m))
 
 // Default action timeout of the client instances. Generous: a slow CI machine must
@@ -690,6 +693,95 @@ const sections = [
         const g = ok('after sweep', await act(si, Object.assign({}, P, { cmd: 'get_session_by_id', session_id: bare.id })))
         if (g) check('close_expired_sessions: fresh sessions stay active', g.active === true, g)
       }
+    },
+  ],
+  [
+    'close_user_sessions',
+    async (si) => {
+      const user = tag + '-carol'
+      const opened = []
+      for (const client of ['web', 'mobile', 'tablet']) {
+        const s = ok(
+          'close_user_sessions setup: open ' + client,
+          await act(si, Object.assign({}, P, { cmd: 'open_session', user_id: user, client, data: { client } })),
+        )
+        if (!s) return
+        opened.push(s)
+      }
+      const other = ok(
+        'close_user_sessions setup: another user',
+        await act(si, Object.assign({}, P, { cmd: 'open_session', user_id: tag + '-dave', client: 'web' })),
+      )
+      await sleep(20)
+      const r = ok(
+        'close_user_sessions with except_session_id',
+        await act(si, Object.assign({}, P, { cmd: 'close_user_sessions', user_id: user, except_session_id: opened[1].id })),
+      )
+      if (r) check('close_user_sessions: answers {closed: 2}', same(r, { closed: 2 }), r)
+      for (const s of [opened[0], opened[2]]) {
+        const g = ok('close_user_sessions: get a revoked session', await act(si, Object.assign({}, P, { cmd: 'get_session_by_id', session_id: s.id })))
+        if (g) {
+          check(
+            'close_user_sessions: closed as close_session closes',
+            g.active === false && ISO.test(g.close_time) && g.close_time === g.request_time && g.data === null && g.user === null,
+            g,
+          )
+        }
+      }
+      const kept = ok('close_user_sessions: get the kept session', await act(si, Object.assign({}, P, { cmd: 'get_session_by_id', session_id: opened[1].id })))
+      if (kept) check('close_user_sessions: the kept session is untouched', same(kept, opened[1]), kept)
+      if (other) {
+        const g = ok('close_user_sessions: get another user', await act(si, Object.assign({}, P, { cmd: 'get_session_by_id', session_id: other.id })))
+        if (g) check('close_user_sessions: other users untouched', g.active === true, g)
+      }
+      const again = ok('close_user_sessions again', await act(si, Object.assign({}, P, { cmd: 'close_user_sessions', user_id: user, except_session_id: opened[1].id })))
+      if (again) check('close_user_sessions again: {closed: 0}', same(again, { closed: 0 }), again)
+      const nobody = ok('close_user_sessions unknown user', await act(si, Object.assign({}, P, { cmd: 'close_user_sessions', user_id: tag + '-nobody' })))
+      if (nobody) check('close_user_sessions unknown user: {closed: 0}', same(nobody, { closed: 0 }), nobody)
+      checkAppError(
+        'close_user_sessions without user_id',
+        await act(si, Object.assign({}, P, { cmd: 'close_user_sessions', except_session_id: opened[1].id })),
+        'INVALID_DATA',
+        400,
+        'close_user_sessions',
+        (err, orig) => check('close_user_sessions without user_id: message names user_id', /user_id/.test(String(orig.message)), orig),
+      )
+    },
+  ],
+  [
+    'per-user cap',
+    async (si) => {
+      if (!check('per-user cap: the service runs with a cap', maxPerUser > 0, maxPerUser)) return
+      const user = tag + '-erin'
+      const opened = []
+      for (let i = 0; i < maxPerUser; i++) {
+        const s = ok('per-user cap setup: open #' + i, await act(si, Object.assign({}, P, { cmd: 'open_session', user_id: user, client: 'c' + i })))
+        if (!s) return
+        opened.push(s)
+      }
+      checkAppError(
+        'open_session past the per-user cap',
+        await act(si, Object.assign({}, P, { cmd: 'open_session', user_id: user, client: 'one-too-many', correlation_id: 'cap-' + tag })),
+        'SESSION_LIMIT',
+        409,
+        'open_session',
+        (err, orig) => {
+          check('SESSION_LIMIT: category Conflict', orig.category === 'Conflict', orig)
+          check('SESSION_LIMIT: details.limit is the cap', orig.details && orig.details.limit === maxPerUser, orig)
+          check('SESSION_LIMIT: correlation_id echoed', orig.correlation_id === 'cap-' + tag, orig)
+        },
+      )
+      const l = ok(
+        'per-user cap: listing',
+        await act(si, Object.assign({}, P, { cmd: 'get_sessions', filter: { user_id: user }, paging: { total: true } })),
+      )
+      if (l) check('per-user cap: a refused open creates nothing', l.total === maxPerUser, l.total)
+      const again = ok('per-user cap: reuse', await act(si, Object.assign({}, P, { cmd: 'open_session', user_id: user, client: 'c0' })))
+      if (again) check('per-user cap: a reuse is not a new session', again.id === opened[0].id, again)
+      const r = ok('per-user cap: revoke all', await act(si, Object.assign({}, P, { cmd: 'close_user_sessions', user_id: user })))
+      if (r) check('per-user cap: revoke all answers the count', same(r, { closed: maxPerUser }), r)
+      const o = ok('per-user cap: open after revoking', await act(si, Object.assign({}, P, { cmd: 'open_session', user_id: user, client: 'one-too-many' })))
+      if (o) check('per-user cap: room again', o.active === true, o)
     },
   ],
   [

@@ -179,6 +179,14 @@ async function cycle(cs, first, name) {
     errSummary(late.err) || late.out,
   )
 
+  const other = ok(name + ' open_session (another client)', await act(at(1), Object.assign({}, open, { client: 'mobile' })))
+  const revoked = ok(name + ' close_user_sessions', await act(at(2), { cmd: 'close_user_sessions', user_id: user }))
+  check(name + ' close_user_sessions elsewhere: the other live session revoked', revoked && revoked.closed === 1, revoked)
+  if (other) {
+    const go = ok(name + ' get the revoked session', await act(at(0), { cmd: 'get_session_by_id', session_id: other.id }))
+    check(name + ' revoked session: closed for every replica', go && go.active === false && go.data === null, go)
+  }
+
   ok(name + ' close_expired_sessions', await act(at(0), { cmd: 'close_expired_sessions' }))
 
   const d = ok(name + ' delete_session_by_id', await act(at(1), { cmd: 'delete_session_by_id', session_id: s.id }))

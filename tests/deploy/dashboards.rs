@@ -18,6 +18,7 @@ const MUST_SHOW: &[&str] = &[
     "sessions_sessions_opened_total",
     "sessions_sessions_reused_total",
     "sessions_sessions_closed_total",
+    "sessions_sessions_refused_total",
     "sessions_sessions_expired_total",
     "sessions_sessions_deleted_total",
     "sessions_sessions_purged_total",

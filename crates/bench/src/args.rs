@@ -75,6 +75,11 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub list_take: u32,
 
+    /// get_sessions also filters on `active: true` (the service first makes the
+    /// expiry of the user's bucket exact: what that costs).
+    #[arg(long)]
+    pub list_active: bool,
+
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -55,7 +55,7 @@ pub async fn run(args: &Args, mix: Mix) -> Result<Outcome, SetupError> {
             t0.elapsed().as_secs_f64() * 1000.0
         );
     }
-    let scenario = Scenario::new(
+    let mut scenario = Scenario::new(
         mix,
         pools,
         &run_tag,
@@ -64,6 +64,9 @@ pub async fn run(args: &Args, mix: Mix) -> Result<Outcome, SetupError> {
         args.list_take,
         args.distinct_users,
     );
+    if args.list_active {
+        scenario.filter_active();
+    }
 
     // Every connection is up before the clock starts.
     let mut streams = Vec::with_capacity(args.connections as usize);
@@ -212,5 +215,6 @@ pub fn config_json(args: &Args, mix: &Mix, pool_sessions: usize) -> serde_json::
         "data_size": args.data_size,
         "distinct_users": args.distinct_users,
         "list_take": args.list_take,
+        "list_active": args.list_active,
     })
 }

@@ -226,6 +226,14 @@ impl Scenario {
         }
     }
 
+    /// Adds `"active":true` to every get_sessions filter.
+    pub fn filter_active(&mut self) {
+        for f in &mut self.user_filters {
+            f.pop();
+            f.extend_from_slice(b",\"active\":true}");
+        }
+    }
+
     /// Whether the chosen commands need pooled sessions (get_sessions lists the
     /// pooled users' sessions, so it needs them too).
     pub fn needs_pool(mix: &Mix, distinct_users: bool) -> bool {
@@ -368,6 +376,12 @@ mod tests {
             .unwrap()
             .starts_with("bench-t1-u"));
         assert_eq!(v["paging"]["take"], 7);
+        assert!(v["filter"].get("active").is_none());
+        let mut active = scenario(false);
+        active.filter_active();
+        let v = args(Cmd::List, &active, &mut rng);
+        assert_eq!(v["filter"]["active"], true);
+        assert!(v["filter"]["user_id"].is_string());
         let v = args(Cmd::Open, &s, &mut rng);
         assert!(v["address"].as_str().unwrap().starts_with("10.0.0."));
         let d = scenario(true);

@@ -8,8 +8,49 @@
 use redis::Value;
 use serde_json::value::RawValue;
 
+use crate::lifecycle::CloseReason;
 use crate::model::{JsonText, Millis, Session};
 use crate::store::{StoreError, StoreResult};
+
+/// The fields of a session in the order open's reuse answers them (`lua/open.lua`
+/// asks HMGET for exactly these): every stored field but `rk`.
+pub(crate) const SESSION_FIELDS: [&str; 11] = [
+    "id",
+    "user_id",
+    "user_name",
+    "active",
+    "open_time",
+    "request_time",
+    "close_time",
+    "address",
+    "client",
+    "user",
+    "data",
+];
+
+/// A session from an HMGET of [`SESSION_FIELDS`]: one value per field, in that order,
+/// nil where the field is absent; `None` when none is there (no such hash). Spares a
+/// script the loop that finds fields in an HGETALL.
+pub(crate) fn session_fields(v: Value) -> StoreResult<Option<Session>> {
+    let Value::Array(items) = v else {
+        return Err(unexpected("a session's fields", &v));
+    };
+    if items.len() != SESSION_FIELDS.len() {
+        return Err(corrupt("a session's fields, not one per field"));
+    }
+    let mut b = Builder::default();
+    let mut any = false;
+    for (field, v) in SESSION_FIELDS.iter().zip(items) {
+        if v != Value::Nil {
+            any = true;
+            b.set(field.as_bytes(), bytes(v)?)?;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    b.build().map(Some)
+}
 
 /// A session from an HGETALL-shaped reply; `None` when the hash does not exist.
 pub(crate) fn session(v: Value) -> StoreResult<Option<Session>> {
@@ -25,7 +66,7 @@ pub(crate) fn session(v: Value) -> StoreResult<Option<Session>> {
             }
             let mut it = items.into_iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                b.set(bytes(f)?, bytes(v)?)?;
+                b.set(&bytes(f)?, bytes(v)?)?;
             }
         }
         Value::Map(pairs) => {
@@ -33,7 +74,7 @@ pub(crate) fn session(v: Value) -> StoreResult<Option<Session>> {
                 return Ok(None);
             }
             for (f, v) in pairs {
-                b.set(bytes(f)?, bytes(v)?)?;
+                b.set(&bytes(f)?, bytes(v)?)?;
             }
         }
         other => return Err(unexpected("a session hash", &other)),
@@ -85,6 +126,31 @@ pub(crate) fn int(v: &Value) -> StoreResult<i64> {
 /// A count reply as u64 (counts are never negative).
 pub(crate) fn count(v: &Value) -> StoreResult<u64> {
     int(v).map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+/// An array of counts (the per-reason counts a closing script answers).
+pub(crate) fn counts(v: Value) -> StoreResult<Vec<u64>> {
+    match v {
+        Value::Array(items) => items.iter().map(count).collect(),
+        other => Err(unexpected("an array of counts", &other)),
+    }
+}
+
+/// Why a script closed a session: `logout`, `idle` or `absolute`, or `none` when it
+/// found the session closed already.
+pub(crate) fn close_reason(v: &Value) -> StoreResult<Option<CloseReason>> {
+    let name = match v {
+        Value::BulkString(b) => b.as_slice(),
+        Value::SimpleString(s) => s.as_bytes(),
+        other => return Err(unexpected("a close reason", other)),
+    };
+    match name {
+        b"none" => Ok(None),
+        b"logout" => Ok(Some(CloseReason::Logout)),
+        b"idle" => Ok(Some(CloseReason::Idle)),
+        b"absolute" => Ok(Some(CloseReason::Absolute)),
+        _ => Err(corrupt("an unknown close reason")),
+    }
 }
 
 pub(crate) fn unexpected(what: &str, got: &Value) -> StoreError {
@@ -153,8 +219,8 @@ struct Builder {
 }
 
 impl Builder {
-    fn set(&mut self, field: Vec<u8>, value: Vec<u8>) -> StoreResult<()> {
-        match field.as_slice() {
+    fn set(&mut self, field: &[u8], value: Vec<u8>) -> StoreResult<()> {
+        match field {
             b"id" => self.id = Some(text(value)?),
             b"user_id" => self.user_id = Some(text(value)?),
             b"user_name" => self.user_name = Some(text(value)?),
@@ -246,6 +312,33 @@ mod tests {
             ("request_time", "1"),
         ]))
         .is_err());
+    }
+
+    #[test]
+    fn positional_fields_read_like_a_hash() {
+        let mut values: Vec<Value> = SESSION_FIELDS
+            .iter()
+            .map(|f| match *f {
+                "id" => bulk("00ab"),
+                "user_id" => bulk("u"),
+                "active" => bulk("1"),
+                "open_time" => bulk("5"),
+                "request_time" => bulk("6"),
+                "user_name" => bulk(""),
+                _ => Value::Nil,
+            })
+            .collect();
+        let s = session_fields(Value::Array(values.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.id.as_str(), s.user_id.as_str()), ("00ab", "u"));
+        assert_eq!(s.user_name.as_deref(), Some(""), "empty is not null");
+        assert_eq!((s.open_time, s.request_time), (5, 6));
+        assert!(s.active && s.address.is_none() && s.data.is_none());
+        let none = Value::Array(vec![Value::Nil; SESSION_FIELDS.len()]);
+        assert!(session_fields(none).unwrap().is_none());
+        values.pop();
+        assert!(session_fields(Value::Array(values)).is_err());
     }
 
     #[test]

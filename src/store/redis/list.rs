@@ -21,13 +21,17 @@
 //!
 //! `total` is the sum of `ZCOUNT key from (to` over the sets, in the same pipeline.
 //! A page is not a snapshot: a session closed between the index read and the row read
-//! shows as closed.
+//! shows as closed. Rows are presented as of the query's `now`: one past its lifetime
+//! shows closed at the instant it expired. With the `active` filter the store has
+//! closed those for good before the indexes are read, so the filter, `total` and the
+//! paging agree with exact expiry.
 
 use redis::Value;
 
 use super::codec;
 use super::conn::{Batch, Redis, Retry};
 use super::keys::Keys;
+use crate::lifecycle::{At, Closes};
 use crate::model::{bucket_of_session, bucket_of_user, Millis, Session, BUCKETS};
 use crate::store::{ListQuery, Page, StoreError, StoreResult};
 use tokio::time::Instant;
@@ -71,9 +75,15 @@ pub(crate) async fn list(
     redis: &Redis,
     keys: &Keys,
     q: &ListQuery,
+    at: &At,
     deadline: Instant,
 ) -> StoreResult<Page> {
     let sets = index_sets(keys, q);
+    let page = |rows: Vec<Option<Session>>, total| Page {
+        data: rows.into_iter().flatten().map(|s| at.present(s)).collect(),
+        total,
+        closed: Closes::default(),
+    };
     let bounds = Bounds::new(q);
     let mut round = 0;
     loop {
@@ -91,18 +101,12 @@ pub(crate) async fn list(
             .map(|(e, _)| e)
             .collect();
         if gaps.is_empty() {
-            return Ok(Page {
-                data: rows.into_iter().flatten().collect(),
-                total,
-            });
+            return Ok(page(rows, total));
         }
         repair(redis, &sets, &gaps, deadline).await?;
         if round == REPAIR_ROUNDS {
             let missing = gaps.len() as u64;
-            return Ok(Page {
-                data: rows.into_iter().flatten().collect(),
-                total: total.map(|t| t.saturating_sub(missing)),
-            });
+            return Ok(page(rows, total.map(|t| t.saturating_sub(missing))));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The Lua scripts, one per mutating command, and how a call to one is built. Each
 //! script is `lua/common.lua` (shebang, calling convention, shared helpers) followed
-//! by its own file; they are sent by SHA1 (EVALSHA), and as text (EVAL, which caches
-//! them) when Redis answers NOSCRIPT.
+//! by its own file, with `lua/expiry.lua` (the expiry instant) in between for the
+//! scripts that close expired sessions; they are sent by SHA1 (EVALSHA), and as text
+//! (EVAL, which caches them) when Redis answers NOSCRIPT.
 //!
 //! Every script takes the five per-bucket keys as KEYS[1..5] (see [`Lua::evalsha`])
 //! and the bucket base `P:{NN}:` as ARGV[1], from which it builds the keys it only
@@ -23,6 +24,16 @@ macro_rules! lua {
             ),
         )
     };
+    ($name:literal, with expiry) => {
+        Lua::new(
+            $name,
+            concat!(
+                include_str!("lua/common.lua"),
+                include_str!("lua/expiry.lua"),
+                include_str!(concat!("lua/", $name, ".lua"))
+            ),
+        )
+    };
 }
 
 /// One script: its text and SHA1.
@@ -40,6 +51,7 @@ pub(crate) struct Scripts {
     pub store_data: Lua,
     pub update_user: Lua,
     pub close: Lua,
+    pub close_user: Lua,
     pub delete: Lua,
     pub expire: Lua,
     pub purge: Lua,
@@ -49,9 +61,10 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     open: lua!("open"),
     store_data: lua!("store_data"),
     update_user: lua!("update_user"),
-    close: lua!("close"),
+    close: lua!("close", with expiry),
+    close_user: lua!("close_user", with expiry),
     delete: lua!("delete"),
-    expire: lua!("expire"),
+    expire: lua!("expire", with expiry),
     purge: lua!("purge"),
 });
 
@@ -112,6 +125,7 @@ mod tests {
             &s.store_data,
             &s.update_user,
             &s.close,
+            &s.close_user,
             &s.delete,
             &s.expire,
             &s.purge,
@@ -124,6 +138,21 @@ mod tests {
         shas.sort();
         shas.dedup();
         assert_eq!(shas.len(), all.len());
+    }
+
+    #[test]
+    fn open_reads_the_fields_the_codec_decodes_by_position() {
+        let listed = super::super::codec::SESSION_FIELDS
+            .iter()
+            .map(|f| format!("'{f}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The HMGET in open.lua, with its line break taken out.
+        let body = SCRIPTS.open.body.replace(",\n      ", ", ");
+        assert!(
+            body.contains(&format!("redis.call('HMGET', key, {listed})")),
+            "open.lua's HMGET must list {listed}"
+        );
     }
 
     #[test]
